@@ -1,0 +1,72 @@
+//! Fault directives: payloads that make a handler fail on purpose, honoured only by
+//! agents with `accept_faults = true` (chaos tests and demos).
+//!
+//! `{"fault":"panic"}` panics the handler; `{"fault":"error"}` returns a retryable
+//! error; `{"fault":"exit"}` returns a fatal error (the agent exits abnormally);
+//! `{"fault":"stop"}` stops the agent normally after the message;
+//! `{"fault":"abort"}` aborts the whole daemon process;
+//! `{"fault":"sleep","ms":N}` sleeps N ms before the normal handler runs.
+//! Adding `"times": K` applies the fault only while `attempt <= K`, so a message can
+//! fail a few times and then succeed.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::agent::{AgentError, Context};
+
+/// What the directive asks of this delivery.
+pub(crate) enum Fault {
+    /// Panic now.
+    Panic,
+    /// Return this error instead of handling.
+    Fail(AgentError),
+    /// Handle, then stop normally.
+    Stop,
+    /// Sleep, then handle.
+    Sleep(Duration),
+    /// Abort the process.
+    Abort,
+}
+
+/// Reads the directive of `payload` for attempt `attempt`, if any.
+pub(crate) fn directive(payload: &Value, attempt: u32) -> Option<Fault> {
+    let obj = payload.as_object()?;
+    let fault = obj.get("fault")?.as_str()?;
+    if let Some(times) = obj.get("times").and_then(Value::as_u64) {
+        if u64::from(attempt) > times {
+            return None;
+        }
+    }
+    Some(match fault {
+        "panic" => Fault::Panic,
+        "error" => Fault::Fail(AgentError::retryable("fault directive: error")),
+        "exit" => Fault::Fail(AgentError::fatal("fault directive: exit")),
+        "stop" => Fault::Stop,
+        "abort" => Fault::Abort,
+        "sleep" => Fault::Sleep(Duration::from_millis(
+            obj.get("ms").and_then(Value::as_u64).unwrap_or(0),
+        )),
+        _ => return None,
+    })
+}
+
+/// Applies a directive before the handler runs; `Err` replaces the handler's outcome.
+pub(crate) async fn apply(fault: Fault, ctx: &mut Context) -> Result<(), AgentError> {
+    match fault {
+        Fault::Panic => panic!("fault directive: panic (message {})", ctx.message().id),
+        Fault::Fail(e) => Err(e),
+        Fault::Stop => {
+            ctx.stop();
+            Ok(())
+        }
+        Fault::Sleep(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+        Fault::Abort => {
+            tracing::error!(message_id = %ctx.message().id, "fault directive: abort");
+            std::process::abort()
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The agent host: one ractor actor per agent replica, running the behaviour.
+//!
+//! A host pulls messages from its agent's slot one at a time, so messages are
+//! handled sequentially and in accept order. Each delivery is checked against the
+//! correlation's deadline and hop budget, run under the agent's `timeout`, and then
+//! committed: ack, new state, emitted messages, reply, in that order. A retryable
+//! error or a timeout puts the message back at the head of the queue after backoff;
+//! a fatal error or a panic fails the actor, and the supervisor's restart redelivers
+//! the message to the next incarnation with its attempt counted.
+//!
+//! A host drains its queue in short bursts (at most [`BURST`] messages or
+//! [`BURST_TIME`]) and then yields with a message to itself, so a stop request
+//! (which ractor delivers between actor messages) waits for at most one handler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::faults;
+use super::kinds::BuildFn;
+use super::slot::{AgentSlot, DeadReason, Next};
+use super::Registry;
+use crate::agent::{Agent, AgentError, Context, ErrorKind};
+use crate::envelope::{now_ms, Envelope, ReplyTo};
+
+/// Messages handled per burst before the host yields to its control messages.
+pub const BURST: usize = 64;
+/// Longest burst before the host yields.
+pub const BURST_TIME: Duration = Duration::from_millis(2);
+
+/// Control messages of a host.
+#[derive(Debug)]
+pub enum HostMsg {
+    /// Look at the mailbox.
+    Wake,
+}
+
+/// The actor type of an agent replica.
+pub struct AgentHost;
+
+/// What a host is started with.
+pub struct HostArgs {
+    /// The agent's slot.
+    pub slot: Arc<AgentSlot>,
+    /// This replica's index.
+    pub replica: usize,
+    /// For emits and replies.
+    pub registry: Arc<Registry>,
+    /// Builds the behaviour.
+    pub build: Arc<BuildFn>,
+}
+
+/// A running host.
+pub struct HostState {
+    slot: Arc<AgentSlot>,
+    replica: usize,
+    registry: Arc<Registry>,
+    behaviour: Box<dyn Agent>,
+    state: Value,
+}
+
+/// How one delivery ended.
+enum Outcome {
+    /// Committed; `stop` asks for a normal exit.
+    Done { stop: bool },
+    /// Retried or dead-lettered; the host goes on.
+    Failed,
+}
+
+impl Actor for AgentHost {
+    type Msg = HostMsg;
+    type State = HostState;
+    type Arguments = HostArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: HostArgs,
+    ) -> Result<HostState, ActorProcessingErr> {
+        let behaviour = (args.build)(&args.slot.spec)?;
+        Ok(HostState {
+            state: args.slot.state(),
+            slot: args.slot,
+            replica: args.replica,
+            registry: args.registry,
+            behaviour,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(HostMsg::Wake)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _msg: HostMsg,
+        st: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = Instant::now();
+        for _ in 0..BURST {
+            let env = match st.slot.next(st.replica, &myself) {
+                Next::Idle => return Ok(()),
+                Next::WaitFor(d) => {
+                    myself.send_after(d, || HostMsg::Wake);
+                    return Ok(());
+                }
+                Next::Deliver(env) => env,
+            };
+            match deliver(st, env).await? {
+                Outcome::Done { stop: true } => {
+                    myself.stop(Some(crate::supervision::EXIT_NORMAL.to_string()));
+                    return Ok(());
+                }
+                Outcome::Done { stop: false } | Outcome::Failed => {}
+            }
+            if started.elapsed() >= BURST_TIME {
+                break;
+            }
+        }
+        myself.cast(HostMsg::Wake)?;
+        Ok(())
+    }
+}
+
+/// Handles one message and commits or records the failure. `Err` fails the actor.
+async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, ActorProcessingErr> {
+    let slot = st.slot.clone();
+    let spec = &slot.spec;
+    if env.hops > spec.hop_budget {
+        let why = format!("{} hops, budget {}", env.hops, spec.hop_budget);
+        slot.dead_letter(st.replica, DeadReason::HopBudgetExhausted, &why);
+        return Ok(Outcome::Failed);
+    }
+    if env.deadline_ms.is_some_and(|d| d <= now_ms()) {
+        slot.dead_letter(st.replica, DeadReason::DeadlineExceeded, "deadline passed before handling");
+        return Ok(Outcome::Failed);
+    }
+    let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+        correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
+    let mut ctx = Context::new(env.clone(), st.state.clone(), st.registry.clone());
+    let fault = if spec.accept_faults {
+        faults::directive(&env.payload, env.attempt)
+    } else {
+        None
+    };
+    let behaviour = &mut st.behaviour;
+    let run = async {
+        if let Some(f) = fault {
+            faults::apply(f, &mut ctx).await?;
+        }
+        behaviour.handle(&mut ctx).await
+    };
+    let result = match tokio::time::timeout(spec.timeout, run).instrument(span).await {
+        Ok(r) => r,
+        Err(_) => Err(AgentError::retryable(format!(
+            "timeout: no result within {:?}",
+            spec.timeout
+        ))),
+    };
+    match result {
+        Ok(()) => {
+            let stop = commit(st, ctx);
+            Ok(Outcome::Done { stop })
+        }
+        Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
+        Err(e) => {
+            tracing::debug!(agent = %slot.name, message_id = %env.id, error = %e, "attempt failed");
+            slot.fail(st.replica, &e.message, e.kind == ErrorKind::Retryable);
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+/// Ack, new state, emits, reply: the order in which a handled message takes effect.
+/// Returns whether the handler asked to stop.
+fn commit(st: &mut HostState, ctx: Context) -> bool {
+    let _span = tracing::trace_span!("warden.commit", agent = %st.slot.name).entered();
+    let Context {
+        message,
+        state,
+        state_changed,
+        emits,
+        reply,
+        stop,
+        ..
+    } = ctx;
+    let new_state = if state_changed {
+        st.state = state;
+        Some(st.state.clone())
+    } else {
+        None
+    };
+    st.slot.ack(st.replica, new_state);
+    for out in emits {
+        if let Err(e) = st.registry.send_caused(&out.to, out.payload, &message, None) {
+            tracing::warn!(agent = %st.slot.name, error = %e, "emit refused");
+        }
+    }
+    if let Some(reply) = reply {
+        match &message.reply_to {
+            Some(ReplyTo::Call(id)) => st.registry.complete_call(*id, reply),
+            Some(ReplyTo::Agent(name)) => match st.registry.get(name) {
+                Some(to) => {
+                    let _ = st.registry.send_caused(&to, reply, &message, None);
+                }
+                None => tracing::warn!(agent = %st.slot.name, to = %name, "reply to unknown agent dropped"),
+            },
+            None => {}
+        }
+    }
+    stop
+}

@@ -1,0 +1,18 @@
+//! Agent hosts and built-in agent kinds.
+//!
+//! An agent is a [`slot::AgentSlot`] (its name, mailbox, state and counters, stable
+//! for the daemon's life) plus one [`host::AgentHost`] actor per replica (replaced on
+//! every restart). Senders address the slot through the [`registry::Registry`], so
+//! restarts are invisible to them.
+
+pub(crate) mod faults;
+pub mod host;
+pub mod kinds;
+pub mod registry;
+pub mod slot;
+pub mod spec;
+
+pub use kinds::{KindInfo, Kinds};
+pub use registry::{CallError, Registry, SendOptions};
+pub use slot::{AgentSlot, AgentStats, DeadLetter, DeadReason, SendError};
+pub use spec::{AgentSpec, MailboxKind};

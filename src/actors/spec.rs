@@ -1,0 +1,113 @@
+//! Agent specifications: everything a host needs to run one named agent.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::policies::backoff::Backoff;
+
+/// Where an agent's mailbox lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxKind {
+    /// Kept in the store: survives a crash of the daemon.
+    Durable,
+    /// Kept in memory: fast, lost with the process.
+    Memory,
+}
+
+impl MailboxKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailboxKind::Durable => "durable",
+            MailboxKind::Memory => "memory",
+        }
+    }
+}
+
+/// One agent: its behaviour (`kind`), mailbox and per-message policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSpec {
+    /// Unique name: the agent's address.
+    pub name: String,
+    /// Behaviour, looked up in [`crate::actors::Kinds`].
+    pub kind: String,
+    /// Mailbox storage.
+    pub mailbox: MailboxKind,
+    /// Pending plus in-flight messages allowed before a send is refused.
+    pub mailbox_capacity: usize,
+    /// Host actors sharing the mailbox (competing consumers).
+    pub replicas: u32,
+    /// Limit of one handling attempt.
+    pub timeout: Duration,
+    /// Attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before each retry.
+    pub backoff: Backoff,
+    /// Hops allowed per correlation.
+    pub hop_budget: u32,
+    /// Named limiters this agent takes permits from.
+    pub limits: Vec<String>,
+    /// Honour `{"fault": ...}` directives in payloads (chaos tests, demos).
+    pub accept_faults: bool,
+    /// Kind-specific options (`to` for echo, `path` for sink).
+    pub options: Map<String, Value>,
+}
+
+impl AgentSpec {
+    /// An agent with the documented defaults.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        AgentSpec {
+            name: name.into(),
+            kind: kind.into(),
+            mailbox: MailboxKind::Durable,
+            mailbox_capacity: 10_000,
+            replicas: 1,
+            timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            hop_budget: 32,
+            limits: Vec::new(),
+            accept_faults: false,
+            options: Map::new(),
+        }
+    }
+
+    /// Builder: set a kind-specific option.
+    pub fn option(mut self, key: &str, value: Value) -> Self {
+        self.options.insert(key.to_string(), value);
+        self
+    }
+
+    /// Builder: set the mailbox kind.
+    pub fn mailbox(mut self, kind: MailboxKind) -> Self {
+        self.mailbox = kind;
+        self
+    }
+
+    /// Builder: honour fault directives.
+    pub fn accept_faults(mut self, yes: bool) -> Self {
+        self.accept_faults = yes;
+        self
+    }
+
+    /// Checks the numeric invariants; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        if self.replicas == 0 {
+            return Err(format!("agent '{name}': replicas must be at least 1"));
+        }
+        if self.mailbox_capacity == 0 {
+            return Err(format!("agent '{name}': mailbox_capacity must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(format!("agent '{name}': max_attempts must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(format!("agent '{name}': timeout must be more than 0"));
+        }
+        self.backoff
+            .validate()
+            .map_err(|e| format!("agent '{name}': backoff: {e}"))
+    }
+}

@@ -1,0 +1,163 @@
+//! The `Agent` trait: what a behaviour written in Rust implements.
+//!
+//! A handler gets one message at a time through a [`Context`], which can reply,
+//! emit to other agents by name, and read and replace the agent's state. Nothing a
+//! handler does through the context takes effect until it returns `Ok`: then the
+//! ack, the emitted messages, the reply and the new state are committed together.
+//! A handler that returns `Err` or panics leaves no trace; the message is retried.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::actors::{AgentSlot, Registry};
+use crate::envelope::Envelope;
+
+/// A behaviour: handles messages one at a time.
+#[async_trait::async_trait]
+pub trait Agent: Send + 'static {
+    /// Handles `ctx.message()`. `Ok` commits what the context collected; see [`AgentError`].
+    async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError>;
+}
+
+/// What went wrong in a handler, and so what the runtime does with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentError {
+    /// How the runtime treats the failure.
+    pub kind: ErrorKind,
+    /// Shown in dead letters, logs and events.
+    pub message: String,
+}
+
+/// The three ways a handler can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Try the message again after backoff, up to `max_attempts`.
+    Retryable,
+    /// Dead-letter the message now (`non_retryable`).
+    NonRetryable,
+    /// Crash this incarnation ("let it crash"): the supervisor restarts it and the
+    /// message is redelivered to the new incarnation, counting an attempt.
+    Fatal,
+}
+
+impl AgentError {
+    /// A failure worth retrying (a 5xx, a timeout of a remote call).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        AgentError {
+            kind: ErrorKind::Retryable,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that retrying cannot fix (a malformed payload).
+    pub fn non_retryable(message: impl Into<String>) -> Self {
+        AgentError {
+            kind: ErrorKind::NonRetryable,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that leaves the agent's in-memory state suspect: crash and restart.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        AgentError {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<String> for AgentError {
+    fn from(message: String) -> Self {
+        AgentError::retryable(message)
+    }
+}
+
+impl From<&str> for AgentError {
+    fn from(message: &str) -> Self {
+        AgentError::retryable(message)
+    }
+}
+
+/// A message emitted by a handler, resolved to its recipient at emit time.
+pub(crate) struct Outgoing {
+    pub(crate) to: Arc<AgentSlot>,
+    pub(crate) payload: Value,
+}
+
+/// The handler's view of one delivery.
+pub struct Context {
+    pub(crate) message: Arc<Envelope>,
+    pub(crate) state: Value,
+    pub(crate) state_changed: bool,
+    pub(crate) emits: Vec<Outgoing>,
+    pub(crate) reply: Option<Value>,
+    pub(crate) stop: bool,
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl Context {
+    pub(crate) fn new(message: Arc<Envelope>, state: Value, registry: Arc<Registry>) -> Self {
+        Context {
+            message,
+            state,
+            state_changed: false,
+            emits: Vec::new(),
+            reply: None,
+            stop: false,
+            registry,
+        }
+    }
+
+    /// The envelope being handled.
+    pub fn message(&self) -> &Envelope {
+        &self.message
+    }
+
+    /// Its payload.
+    pub fn payload(&self) -> &Value {
+        &self.message.payload
+    }
+
+    /// Replies to the sender (a `call`, or the agent named in `reply_to`); one reply
+    /// per message, the last one set wins. Dropped if the message has no `reply_to`.
+    pub fn reply(&mut self, payload: Value) {
+        self.reply = Some(payload);
+    }
+
+    /// Emits `payload` to the agent named `to`, in the same correlation, one hop on.
+    /// Sent only if the handler returns `Ok`. An unknown name is a non-retryable error.
+    pub fn emit(&mut self, to: &str, payload: Value) -> Result<(), AgentError> {
+        let slot = self
+            .registry
+            .get(to)
+            .ok_or_else(|| AgentError::non_retryable(self.registry.unknown_agent(to)))?;
+        self.emits.push(Outgoing { to: slot, payload });
+        Ok(())
+    }
+
+    /// The agent's state as last committed (JSON `null` until first set).
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// Replaces the agent's state, committed with the ack.
+    pub fn set_state(&mut self, state: Value) {
+        self.state = state;
+        self.state_changed = true;
+    }
+
+    /// Asks the runtime to stop this agent normally once this message is committed.
+    /// A `transient` or `temporary` agent stays stopped; a `permanent` one is restarted.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}

@@ -1,0 +1,36 @@
+//! Warden runs agents the way Erlang/OTP runs processes: every agent is an actor
+//! under a supervisor tree that restarts what fails, and every message waits in its
+//! agent's mailbox until it is handled.
+//!
+//! # Layout
+//!
+//! - [`agent`]: the [`Agent`] trait and the [`Context`] a handler works through.
+//! - [`envelope`]: the message on its way: ids, correlation, hops, attempts, deadline.
+//! - [`actors`]: agent slots (stable names, mailboxes, state), host actors, built-in
+//!   kinds (`echo`, `sink`) and fault directives.
+//! - [`supervision`]: supervisor actors, child specs, strategies, restart intensity,
+//!   the tree view and lifecycle events.
+//! - [`policies`]: per-message policies (backoff now; limits, breakers to come).
+//! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
+//! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
+//! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
+//! - [`telemetry`]: tracing subscriber set-up.
+//! - [`bench`]: `warden bench` scenarios.
+//! - [`cli`]: the command line.
+//!
+//! Guarantees as implemented are listed in `docs/runtime-semantics.md`.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod actors;
+pub mod agent;
+pub mod envelope;
+pub mod policies;
+pub mod runtime;
+pub mod supervision;
+mod util;
+
+pub use agent::{Agent, AgentError, Context, ErrorKind};
+pub use envelope::{Envelope, MessageId};
+pub use runtime::{RootExit, Runtime};

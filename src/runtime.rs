@@ -1,0 +1,315 @@
+//! The runtime: a supervision tree of agents, started, operated and stopped through
+//! one handle. This is the library's front door; the daemon and `warden bench` use
+//! nothing else.
+//!
+//! A guardian actor (outside the tree) starts `root` linked to itself and reports
+//! how root ended: shut down on request, or gave up past its restart intensity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::actors::{AgentSlot, CallError, Kinds, SendError, SendOptions};
+use crate::envelope::MessageId;
+use crate::supervision::supervisor::{SupMsg, Supervisor, SupervisorArgs};
+use crate::supervision::{
+    ChildInfo, ChildSpec, ControlError, ControlOp, Exit, Status, SupervisorSpec, TreeContext,
+    TreeEvent, TreeSnapshot,
+};
+
+/// How the tree ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootExit {
+    /// Stopped on request (shutdown).
+    Shutdown,
+    /// Root gave up: the reason.
+    GaveUp(String),
+}
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The tree spec is invalid.
+    #[error("invalid tree: {0}")]
+    Invalid(String),
+    /// A child failed to start.
+    #[error("the tree failed to start: {0}")]
+    Failed(String),
+}
+
+/// Counts of one supervisor's children (OTP `count_children`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ChildCount {
+    /// All children.
+    pub specs: usize,
+    /// Children running now.
+    pub active: usize,
+    /// Children that are supervisors.
+    pub supervisors: usize,
+    /// Children that are agents.
+    pub workers: usize,
+}
+
+struct Guardian;
+
+struct GuardianArgs {
+    spec: SupervisorSpec,
+    tree: Arc<TreeContext>,
+    exit: watch::Sender<Option<RootExit>>,
+}
+
+struct GuardianState {
+    root_name: String,
+    tree: Arc<TreeContext>,
+    exit: watch::Sender<Option<RootExit>>,
+}
+
+impl Actor for Guardian {
+    type Msg = ();
+    type State = GuardianState;
+    type Arguments = GuardianArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: GuardianArgs,
+    ) -> Result<GuardianState, ActorProcessingErr> {
+        let name = args.spec.name.clone();
+        let sup_args = SupervisorArgs {
+            spec: args.spec,
+            tree: args.tree.clone(),
+        };
+        Supervisor::spawn_linked(None, Supervisor, sup_args, myself.get_cell())
+            .await
+            .map_err(|e| match e {
+                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                other => other.to_string(),
+            })?;
+        if let Some(node) = args.tree.node(&name) {
+            node.set_status(Status::Running);
+        }
+        Ok(GuardianState {
+            root_name: name,
+            tree: args.tree,
+            exit: args.exit,
+        })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        evt: SupervisionEvent,
+        st: &mut GuardianState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(exit) = Exit::of(&evt) else {
+            return Ok(());
+        };
+        let ended = match exit {
+            Exit::Normal | Exit::Shutdown => RootExit::Shutdown,
+            Exit::Crash { .. } => RootExit::GaveUp(exit.reason()),
+        };
+        let status = match ended {
+            RootExit::Shutdown => Status::Stopped,
+            RootExit::GaveUp(_) => Status::Failed,
+        };
+        if let Some(root) = st.tree.node(&st.root_name) {
+            root.set_status(status);
+        }
+        if let RootExit::GaveUp(why) = &ended {
+            tracing::error!(root = %st.root_name, reason = %why, "root supervisor gave up");
+        }
+        let _ = st.exit.send(Some(ended));
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+/// A running tree.
+pub struct Runtime {
+    tree: Arc<TreeContext>,
+    root_name: String,
+    guardian: ActorRef<()>,
+    root: ActorRef<SupMsg>,
+    exit: watch::Receiver<Option<RootExit>>,
+}
+
+impl Runtime {
+    /// Validates `spec`, starts the tree (children in declared order) and returns once
+    /// every child has started.
+    pub async fn start(spec: SupervisorSpec, kinds: Kinds) -> Result<Runtime, StartError> {
+        let tree = TreeContext::new(&spec, kinds).map_err(StartError::Invalid)?;
+        let root_name = spec.name.clone();
+        let (tx, rx) = watch::channel(None);
+        let args = GuardianArgs {
+            spec,
+            tree: tree.clone(),
+            exit: tx,
+        };
+        let (guardian, _) = Actor::spawn(None, Guardian, args)
+            .await
+            .map_err(|e| StartError::Failed(match e {
+                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                other => other.to_string(),
+            }))?;
+        let root = tree
+            .supervisor(&root_name)
+            .ok_or_else(|| StartError::Failed("root did not register".into()))?;
+        Ok(Runtime {
+            tree,
+            root_name,
+            guardian,
+            root,
+            exit: rx,
+        })
+    }
+
+    /// The shared tree context (registry, nodes, events).
+    pub fn tree_context(&self) -> &Arc<TreeContext> {
+        &self.tree
+    }
+
+    /// Accepts a message for agent `to`.
+    pub fn send(&self, to: &str, payload: Value) -> Result<MessageId, SendError> {
+        self.tree.registry.send(to, payload, SendOptions::default())
+    }
+
+    /// Accepts a message with options (correlation, key, deadline, reply-to).
+    pub fn send_with(
+        &self,
+        to: &str,
+        payload: Value,
+        opts: SendOptions,
+    ) -> Result<MessageId, SendError> {
+        self.tree.registry.send(to, payload, opts)
+    }
+
+    /// Sends and waits for the agent's reply.
+    pub async fn call(&self, to: &str, payload: Value, timeout: Duration) -> Result<Value, CallError> {
+        self.tree
+            .registry
+            .call(to, payload, timeout, SendOptions::default())
+            .await
+    }
+
+    /// The agent slot named `name` (state, counters, dead letters).
+    pub fn agent(&self, name: &str) -> Option<Arc<AgentSlot>> {
+        self.tree.registry.get(name)
+    }
+
+    async fn control(&self, op: ControlOp, name: &str) -> Result<(), ControlError> {
+        if name == self.root_name {
+            return Err(ControlError::Invalid(format!(
+                "'{name}' is the root supervisor; use shutdown to stop the tree"
+            )));
+        }
+        let parent = self.tree.parent_of(name).ok_or_else(|| {
+            let near = crate::util::nearest(name, self.tree.names().iter().map(String::as_str))
+                .map(|n| format!("; did you mean '{n}'?"))
+                .unwrap_or_default();
+            ControlError::NotFound(format!("no child '{name}' in the tree{near}"))
+        })?;
+        let sup = self.supervisor_ref(&parent)?;
+        ractor::call!(sup, |reply| SupMsg::Control(op, name.to_string(), reply))
+            .map_err(|_| ControlError::Unavailable(parent))?
+    }
+
+    fn supervisor_ref(&self, name: &str) -> Result<ActorRef<SupMsg>, ControlError> {
+        self.tree
+            .supervisor(name)
+            .ok_or_else(|| ControlError::NotFound(format!("no supervisor '{name}'")))
+    }
+
+    /// Stops a child gracefully; it stays stopped until [`Runtime::start_child`].
+    pub async fn stop_child(&self, name: &str) -> Result<(), ControlError> {
+        self.control(ControlOp::Stop, name).await
+    }
+
+    /// Starts a stopped child.
+    pub async fn start_child(&self, name: &str) -> Result<(), ControlError> {
+        self.control(ControlOp::Start, name).await
+    }
+
+    /// Stops and starts a child.
+    pub async fn restart_child(&self, name: &str) -> Result<(), ControlError> {
+        self.control(ControlOp::Restart, name).await
+    }
+
+    /// Kills a child abruptly; its supervisor handles it as a crash.
+    pub async fn kill(&self, name: &str) -> Result<(), ControlError> {
+        self.control(ControlOp::Kill, name).await
+    }
+
+    /// Adds a child to `supervisor` and starts it.
+    pub async fn add_child(&self, supervisor: &str, spec: ChildSpec) -> Result<(), ControlError> {
+        let sup = self.supervisor_ref(supervisor)?;
+        ractor::call!(sup, |reply| SupMsg::AddChild(Box::new(spec), reply))
+            .map_err(|_| ControlError::Unavailable(supervisor.to_string()))?
+    }
+
+    /// The children of `supervisor`, in start order.
+    pub async fn which_children(&self, supervisor: &str) -> Result<Vec<ChildInfo>, ControlError> {
+        let sup = self.supervisor_ref(supervisor)?;
+        ractor::call!(sup, SupMsg::Which).map_err(|_| ControlError::Unavailable(supervisor.to_string()))
+    }
+
+    /// Counts of `supervisor`'s children.
+    pub async fn count_children(&self, supervisor: &str) -> Result<ChildCount, ControlError> {
+        let kids = self.which_children(supervisor).await?;
+        let supervisors = kids.iter().filter(|c| c.kind == "supervisor").count();
+        Ok(ChildCount {
+            specs: kids.len(),
+            active: kids.iter().filter(|c| !c.actor_ids.is_empty()).count(),
+            supervisors,
+            workers: kids.len() - supervisors,
+        })
+    }
+
+    /// A snapshot of the whole tree.
+    pub fn tree(&self) -> TreeSnapshot {
+        self.tree
+            .snapshot(&self.root_name)
+            .expect("root node exists for the runtime's life")
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TreeEvent> {
+        self.tree.subscribe()
+    }
+
+    /// Stops the tree: children in reverse start order, each within its `shutdown`,
+    /// then kill. Waits at most `timeout` for the whole tree.
+    pub async fn shutdown(&self, timeout: Duration) -> RootExit {
+        let cell = self.root.get_cell();
+        if cell
+            .stop_and_wait(Some(crate::supervision::EXIT_SHUTDOWN.into()), Some(timeout))
+            .await
+            .is_err()
+        {
+            tracing::warn!(?timeout, "tree did not stop within the shutdown timeout; killing it");
+            let _ = cell.kill_and_wait(None).await;
+        }
+        self.exited().await
+    }
+
+    /// Resolves when the tree has ended, with how it ended.
+    pub async fn exited(&self) -> RootExit {
+        let mut rx = self.exit.clone();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                return RootExit::Shutdown;
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.guardian.get_cell().kill();
+    }
+}

@@ -1,0 +1,17 @@
+//! Supervision: supervisor actors, child specs, strategies, restart intensity and
+//! the tree view.
+//!
+//! ractor provides links, panic capture and supervision events; everything OTP adds
+//! on top (strategies, restart types, intensity and escalation, ordered start and
+//! stop, stable names across restarts, restart backoff) is implemented here.
+
+pub mod intensity;
+pub mod restart;
+pub mod spec;
+pub mod supervisor;
+pub mod tree;
+
+pub use restart::{Exit, EXIT_NORMAL, EXIT_SHUTDOWN};
+pub use spec::{ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec};
+pub use supervisor::{ChildInfo, ControlError, ControlOp};
+pub use tree::{Status, TreeContext, TreeEvent, TreeSnapshot};

@@ -1,0 +1,264 @@
+//! Child specifications: what a supervisor starts, how, and when it restarts it.
+//!
+//! Specs are plain data, validated once (by [`crate::config`] or by
+//! [`SupervisorSpec::validate`] for trees declared in code) and never changed by the
+//! running tree. They are OTP's child specs: a restart type, a shutdown, and what to
+//! start, which is either an agent or another supervisor.
+
+use std::time::Duration;
+
+use crate::actors::AgentSpec;
+use crate::policies::backoff::Backoff;
+
+/// Which siblings a supervisor restarts when one child fails (OTP `strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Restart only the child that failed.
+    OneForOne,
+    /// Stop every child (reverse start order), then start them all again in order.
+    OneForAll,
+    /// Stop the failed child and every child declared after it, then start them in order.
+    RestForOne,
+}
+
+impl Strategy {
+    /// The config spelling (`one_for_one`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+        }
+    }
+
+    /// Indices of the children to restart when child `failed` of `len` fails, in start order.
+    pub fn affected(self, failed: usize, len: usize) -> std::ops::Range<usize> {
+        match self {
+            Strategy::OneForOne => failed..failed + 1,
+            Strategy::OneForAll => 0..len,
+            Strategy::RestForOne => failed..len,
+        }
+    }
+}
+
+/// When a child is restarted (OTP restart types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Always restarted, whatever the exit reason.
+    Permanent,
+    /// Restarted only after an abnormal exit (a crash, a kill, a fatal error).
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+impl Restart {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Permanent => "permanent",
+            Restart::Transient => "transient",
+            Restart::Temporary => "temporary",
+        }
+    }
+}
+
+/// How a child is stopped (OTP `shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Killed at once: in-flight work is aborted (and redelivered later).
+    BrutalKill,
+    /// Asked to stop; killed if it has not stopped within the duration.
+    Timeout(Duration),
+    /// Asked to stop and waited for without limit (the default for supervisors).
+    Infinity,
+}
+
+/// Restart intensity: more than `max_restarts` within `within` makes the supervisor give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intensity {
+    /// Restarts allowed inside one window.
+    pub max_restarts: u32,
+    /// The sliding window.
+    pub within: Duration,
+}
+
+impl Default for Intensity {
+    fn default() -> Self {
+        Intensity {
+            max_restarts: 3,
+            within: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Delay between repeated restarts of one child; reset after a quiet period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartBackoff {
+    /// The delay curve (initial, max, multiplier, jitter).
+    pub backoff: Backoff,
+    /// A child that has run this long without failing starts again at `initial`.
+    pub reset_after: Duration,
+}
+
+/// What a child is.
+#[derive(Debug, Clone)]
+pub enum ChildKind {
+    /// An agent (one host actor per replica).
+    Agent(AgentSpec),
+    /// A nested supervisor.
+    Supervisor(SupervisorSpec),
+}
+
+/// One child of a supervisor.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    /// Restart type.
+    pub restart: Restart,
+    /// Shutdown behaviour.
+    pub shutdown: Shutdown,
+    /// Optional delay between restarts; `None` restarts at once.
+    pub restart_backoff: Option<RestartBackoff>,
+    /// The agent or supervisor to run.
+    pub kind: ChildKind,
+}
+
+impl ChildSpec {
+    /// A permanent agent child with a 5 s shutdown.
+    pub fn agent(spec: AgentSpec) -> Self {
+        ChildSpec {
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            restart_backoff: None,
+            kind: ChildKind::Agent(spec),
+        }
+    }
+
+    /// A permanent supervisor child with an infinite shutdown (as in OTP).
+    pub fn supervisor(spec: SupervisorSpec) -> Self {
+        ChildSpec {
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            restart_backoff: None,
+            kind: ChildKind::Supervisor(spec),
+        }
+    }
+
+    /// Builder: set the restart type.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Builder: set the shutdown.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The child's name, its address in the tree.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            ChildKind::Agent(a) => &a.name,
+            ChildKind::Supervisor(s) => &s.name,
+        }
+    }
+}
+
+/// A supervisor: a strategy, an intensity and ordered children.
+#[derive(Debug, Clone)]
+pub struct SupervisorSpec {
+    /// Unique name in the tree.
+    pub name: String,
+    /// Restart strategy.
+    pub strategy: Strategy,
+    /// Restart intensity.
+    pub intensity: Intensity,
+    /// Children in start order.
+    pub children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// A one_for_one supervisor with default intensity and no children.
+    pub fn new(name: impl Into<String>) -> Self {
+        SupervisorSpec {
+            name: name.into(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity::default(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Builder: set the strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Builder: set the intensity.
+    pub fn intensity(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.intensity = Intensity {
+            max_restarts,
+            within,
+        };
+        self
+    }
+
+    /// Builder: append a child (start order is append order).
+    pub fn child(mut self, child: ChildSpec) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    /// Every name in this subtree, depth first, this supervisor first.
+    pub fn names(&self) -> Vec<String> {
+        let mut out = vec![self.name.clone()];
+        for c in &self.children {
+            match &c.kind {
+                ChildKind::Agent(a) => out.push(a.name.clone()),
+                ChildKind::Supervisor(s) => out.extend(s.names()),
+            }
+        }
+        out
+    }
+
+    /// Checks a tree declared in code: names unique, agents sane.
+    /// Trees from TOML are checked by [`crate::config`] with file and key in each error.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for n in self.names() {
+            if n.is_empty() {
+                return Err("a child has an empty name".into());
+            }
+            if !seen.insert(n.clone()) {
+                return Err(format!("name '{n}' is defined twice in the tree"));
+            }
+        }
+        self.for_each_agent(&mut |a| a.validate())
+    }
+
+    fn for_each_agent(
+        &self,
+        f: &mut impl FnMut(&AgentSpec) -> Result<(), String>,
+    ) -> Result<(), String> {
+        for c in &self.children {
+            match &c.kind {
+                ChildKind::Agent(a) => f(a)?,
+                ChildKind::Supervisor(s) => s.for_each_agent(f)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies_affect_the_predicted_children() {
+        assert_eq!(Strategy::OneForOne.affected(1, 4), 1..2);
+        assert_eq!(Strategy::OneForAll.affected(1, 4), 0..4);
+        assert_eq!(Strategy::RestForOne.affected(1, 4), 1..4);
+    }
+}

@@ -1,0 +1,338 @@
+//! The tree's shared view: per-node status and counters, lifecycle events, and
+//! snapshots of the whole tree for `tree`, `which_children` and `watch`.
+//!
+//! Supervisors write their children's nodes as they start, stop and restart them;
+//! readers take snapshots without talking to any actor, so inspecting the tree never
+//! waits on a busy supervisor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ractor::{ActorId, ActorRef};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::spec::{ChildKind, SupervisorSpec};
+use super::supervisor::SupMsg;
+use crate::actors::{AgentSlot, Kinds, Registry};
+use crate::envelope::now_ms;
+
+/// A node's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not started yet.
+    Starting,
+    /// Running.
+    Running,
+    /// Between a failure and its restart (including restart backoff).
+    Restarting,
+    /// Stopped on purpose, or exited normally and not restarted.
+    Stopped,
+    /// Exited abnormally and not restarted, or gave up (a supervisor).
+    Failed,
+}
+
+/// What a node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// An agent with this many replicas.
+    Agent {
+        /// Replica count.
+        replicas: u32,
+    },
+    /// A supervisor with this strategy and these children, in start order.
+    Supervisor {
+        /// `one_for_one`, ...
+        strategy: &'static str,
+        /// Child names.
+        children: Vec<String>,
+    },
+}
+
+/// One node of the tree.
+#[derive(Debug)]
+pub struct Node {
+    /// Agent or supervisor.
+    pub kind: RwLock<NodeKind>,
+    status: Mutex<Status>,
+    restarts: AtomicU64,
+    ids: Mutex<Vec<ActorId>>,
+}
+
+impl Node {
+    fn new(kind: NodeKind) -> Self {
+        Node {
+            kind: RwLock::new(kind),
+            status: Mutex::new(Status::Starting),
+            restarts: AtomicU64::new(0),
+            ids: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> Status {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn set_status(&self, s: Status) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Restarts since the daemon started.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Actor ids of the current incarnation (one per replica); empty when not running.
+    pub fn actor_ids(&self) -> Vec<ActorId> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_actor_ids(&self, ids: Vec<ActorId>) {
+        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = ids;
+    }
+}
+
+/// A lifecycle event, as `watch` streams it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TreeEvent {
+    /// `started`, `failed`, `restarted`, `escalated`, `dead_lettered`, `stopped`.
+    pub event: &'static str,
+    /// The node (or agent) concerned.
+    pub name: String,
+    /// Why, where there is a reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// A snapshot of one node and its subtree (the `tree` op's shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TreeSnapshot {
+    /// Node name.
+    pub name: String,
+    /// `agent` or `supervisor`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Supervisors: their strategy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<&'static str>,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Restarts since the daemon started.
+    pub restarts: u64,
+    /// Agents: messages waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<usize>,
+    /// Agents: messages being handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    /// Agents: dead letters kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<usize>,
+    /// Agents: replica count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Supervisors: children in start order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<TreeSnapshot>>,
+}
+
+/// Everything the supervisors of one tree share.
+pub struct TreeContext {
+    /// Agent slots and pending calls.
+    pub registry: Arc<Registry>,
+    /// Behaviours.
+    pub kinds: Kinds,
+    nodes: RwLock<HashMap<String, Arc<Node>>>,
+    parents: RwLock<HashMap<String, String>>,
+    supervisors: RwLock<HashMap<String, ActorRef<SupMsg>>>,
+    events: broadcast::Sender<TreeEvent>,
+}
+
+impl TreeContext {
+    /// A context for `root`: a node for every name, a slot for every agent.
+    pub fn new(root: &SupervisorSpec, kinds: Kinds) -> Result<Arc<Self>, String> {
+        root.validate()?;
+        let ctx = TreeContext {
+            registry: Arc::new(Registry::default()),
+            kinds,
+            nodes: RwLock::new(HashMap::new()),
+            parents: RwLock::new(HashMap::new()),
+            supervisors: RwLock::new(HashMap::new()),
+            events: broadcast::channel(1024).0,
+        };
+        ctx.add_supervisor_nodes(root, None)?;
+        Ok(Arc::new(ctx))
+    }
+
+    fn add_supervisor_nodes(&self, s: &SupervisorSpec, parent: Option<&str>) -> Result<(), String> {
+        self.add_node(
+            &s.name,
+            NodeKind::Supervisor {
+                strategy: s.strategy.as_str(),
+                children: s.children.iter().map(|c| c.name().to_string()).collect(),
+            },
+            parent,
+        )?;
+        for c in &s.children {
+            self.add_child_nodes(&c.kind, &s.name)?;
+        }
+        Ok(())
+    }
+
+    /// Adds nodes (and slots) for a child and its subtree under `parent`.
+    pub(crate) fn add_child_nodes(&self, kind: &ChildKind, parent: &str) -> Result<(), String> {
+        match kind {
+            ChildKind::Agent(a) => {
+                if self.kinds.get(&a.kind).is_none() {
+                    return Err(format!(
+                        "agent '{}': unknown kind '{}'; known kinds: {}",
+                        a.name,
+                        a.kind,
+                        self.kinds.names().join(", ")
+                    ));
+                }
+                a.validate()?;
+                self.add_node(
+                    &a.name,
+                    NodeKind::Agent {
+                        replicas: a.replicas,
+                    },
+                    Some(parent),
+                )?;
+                self.registry.insert(Arc::new(AgentSlot::new(a.clone())))
+            }
+            ChildKind::Supervisor(s) => self.add_supervisor_nodes(s, Some(parent)),
+        }
+    }
+
+    fn add_node(&self, name: &str, kind: NodeKind, parent: Option<&str>) -> Result<(), String> {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        if nodes.contains_key(name) {
+            return Err(format!("name '{name}' is used twice in the tree"));
+        }
+        nodes.insert(name.to_string(), Arc::new(Node::new(kind)));
+        if let Some(p) = parent {
+            self.parents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), p.to_string());
+        }
+        Ok(())
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every node name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The supervisor that owns `name`.
+    pub fn parent_of(&self, name: &str) -> Option<String> {
+        self.parents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The running incarnation of supervisor `name`.
+    pub(crate) fn supervisor(&self, name: &str) -> Option<ActorRef<SupMsg>> {
+        self.supervisors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn set_supervisor(&self, name: &str, r: ActorRef<SupMsg>) {
+        self.supervisors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), r);
+    }
+
+    pub(crate) fn set_children(&self, supervisor: &str, children: Vec<String>) {
+        if let Some(node) = self.node(supervisor) {
+            if let NodeKind::Supervisor { children: c, .. } =
+                &mut *node.kind.write().unwrap_or_else(|p| p.into_inner())
+            {
+                *c = children;
+            }
+        }
+    }
+
+    /// Publishes a lifecycle event (dropped when nobody listens).
+    pub fn event(&self, event: &'static str, name: &str, reason: Option<String>) {
+        let _ = self.events.send(TreeEvent {
+            event,
+            name: name.to_string(),
+            reason,
+            at_ms: now_ms(),
+        });
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<TreeEvent> {
+        self.events.subscribe()
+    }
+
+    /// A snapshot of the subtree at `name`.
+    pub fn snapshot(&self, name: &str) -> Option<TreeSnapshot> {
+        let node = self.node(name)?;
+        let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(match kind {
+            NodeKind::Agent { replicas } => {
+                let slot = self.registry.get(name);
+                TreeSnapshot {
+                    name: name.to_string(),
+                    kind: "agent",
+                    strategy: None,
+                    status: node.status(),
+                    restarts: node.restarts(),
+                    pending: slot.as_ref().map(|s| s.pending()),
+                    in_flight: slot.as_ref().map(|s| s.in_flight()),
+                    dead_letters: slot.as_ref().map(|s| s.dead_count()),
+                    replicas: Some(replicas),
+                    children: None,
+                }
+            }
+            NodeKind::Supervisor { strategy, children } => TreeSnapshot {
+                name: name.to_string(),
+                kind: "supervisor",
+                strategy: Some(strategy),
+                status: node.status(),
+                restarts: node.restarts(),
+                pending: None,
+                in_flight: None,
+                dead_letters: None,
+                replicas: None,
+                children: Some(children.iter().filter_map(|c| self.snapshot(c)).collect()),
+            },
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Small helpers shared by config validation and error messages.
+
+/// The candidate closest to `word` by edit distance, if close enough to be a typo.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len().max(word.len()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest;
+
+    #[test]
+    fn suggests_the_closest_name() {
+        let names = ["planner", "workers", "reviewer"];
+        assert_eq!(nearest("plannr", names), Some("planner"));
+        assert_eq!(nearest("workres", names), Some("workers"));
+        assert_eq!(nearest("zzz", names), None);
+    }
+}
