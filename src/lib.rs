@@ -25,10 +25,15 @@
 
 pub mod actors;
 pub mod agent;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod envelope;
 pub mod policies;
 pub mod runtime;
 pub mod supervision;
+pub mod telemetry;
 mod util;
 
 pub use agent::{Agent, AgentError, Context, ErrorKind};

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `warden` binary: parses arguments and hands over to the library.
+
+fn main() {
+    std::process::exit(warden::cli::main());
+}

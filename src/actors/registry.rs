@@ -99,6 +99,13 @@ impl Registry {
         let slot = self
             .get(to)
             .ok_or_else(|| SendError::UnknownAgent(self.unknown_agent(to)))?;
+        Self::send_to(&slot, payload, opts)
+    }
+
+    /// Accepts a message for an agent already resolved with [`Registry::get`]
+    /// (a sender that sends often keeps the slot, as it would keep an `ActorRef`).
+    pub fn send_to(slot: &AgentSlot, payload: Value, opts: SendOptions) -> Result<MessageId, SendError> {
+        let to = &*slot.name;
         let id = slot.next_id();
         let now = now_ms();
         let env = Envelope {

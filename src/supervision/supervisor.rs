@@ -566,10 +566,7 @@ impl SupState {
         let child = new_child(&self.tree, spec).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let name = child.name.clone();
         self.children.push(child);
-        self.tree.set_children(
-            &self.name,
-            self.children.iter().map(|c| c.name.clone()).collect(),
-        );
+        self.tree.push_child(&self.name, &name);
         let i = self.children.len() - 1;
         self.start_child(i, myself).await.map_err(|reason| {
             self.children[i].node.set_status(Status::Failed);

@@ -276,12 +276,13 @@ impl TreeContext {
             .insert(name.to_string(), r);
     }
 
-    pub(crate) fn set_children(&self, supervisor: &str, children: Vec<String>) {
+    /// Appends `child` to `supervisor`'s children in the tree view.
+    pub(crate) fn push_child(&self, supervisor: &str, child: &str) {
         if let Some(node) = self.node(supervisor) {
-            if let NodeKind::Supervisor { children: c, .. } =
+            if let NodeKind::Supervisor { children, .. } =
                 &mut *node.kind.write().unwrap_or_else(|p| p.into_inner())
             {
-                *c = children;
+                children.push(child.to_string());
             }
         }
     }

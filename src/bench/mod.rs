@@ -1,0 +1,137 @@
+//! `warden bench`: the scenarios of DESIGN section 8, measured the way the reference
+//! harness in `shared/reference-bench` measures them, so figures compare as ratios.
+//!
+//! Percentiles are nearest-rank (`v[min(len-1, floor(len*q))]`), latencies in µs.
+//! Each scenario runs on the caller's tokio runtime (2 workers on this machine) with
+//! its driver as a spawned task, as the reference does.
+
+mod fanout;
+mod pingpong;
+mod restart;
+mod spawn;
+
+use serde::Serialize;
+
+/// The scenarios `warden bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Two memory-mailbox agents, one message in flight.
+    Pingpong,
+    /// A panicking agent restarted by its supervisor, seen from a client.
+    Restart,
+    /// Idle agents added to a running supervisor.
+    Spawn,
+    /// One producer, many agents.
+    Fanout,
+}
+
+/// One result line; absent fields are left out of the JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchResult {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Always `warden`.
+    #[serde(rename = "impl")]
+    pub implementation: &'static str,
+    /// Size of the run.
+    pub n: u64,
+    /// Variant, where a scenario has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Messages per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<f64>,
+    /// Round trips per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trips_per_s: Option<f64>,
+    /// Restarts per second (wall time of the loop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts_per_s: Option<f64>,
+    /// Spawns per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spawns_per_s: Option<f64>,
+    /// Resident bytes per agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_actor: Option<f64>,
+    /// Median latency, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<f64>,
+    /// 99th percentile latency, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
+    /// Largest latency, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_us: Option<f64>,
+    /// Restart: polls per restart, the successful one included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polls_per_restart: Option<f64>,
+}
+
+impl BenchResult {
+    fn new(scenario: &'static str, n: u64) -> Self {
+        BenchResult {
+            scenario,
+            implementation: "warden",
+            n,
+            ..Default::default()
+        }
+    }
+
+    fn latencies(mut self, samples_ns: &mut [u64]) -> Self {
+        samples_ns.sort_unstable();
+        let pick = |q: f64| {
+            let i = ((samples_ns.len() as f64 * q) as usize).min(samples_ns.len().saturating_sub(1));
+            samples_ns.get(i).map(|v| *v as f64 / 1000.0)
+        };
+        self.p50_us = pick(0.5);
+        self.p99_us = pick(0.99);
+        self.max_us = samples_ns.last().map(|v| *v as f64 / 1000.0);
+        self
+    }
+
+    /// One human-readable line.
+    pub fn human(&self) -> String {
+        let mut parts = vec![format!("{:<10} n={}", self.scenario, self.n)];
+        if let Some(v) = &self.variant {
+            parts.push(v.clone());
+        }
+        let mut add = |name: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                parts.push(format!("{name}={v:.2}"));
+            }
+        };
+        add("msgs/s", self.msgs_per_s);
+        add("round_trips/s", self.round_trips_per_s);
+        add("restarts/s", self.restarts_per_s);
+        add("spawns/s", self.spawns_per_s);
+        add("bytes/agent", self.bytes_per_actor);
+        add("p50_us", self.p50_us);
+        add("p99_us", self.p99_us);
+        add("max_us", self.max_us);
+        add("polls/restart", self.polls_per_restart);
+        parts.join("  ")
+    }
+}
+
+/// Runs `scenario` with size `n` (the scenario's default when `None`).
+pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
+    match scenario {
+        Scenario::Pingpong => pingpong::run(n.unwrap_or(1_000_000)).await,
+        Scenario::Restart => restart::run(n.unwrap_or(1_000)).await,
+        Scenario::Spawn => spawn::run(n.unwrap_or(100_000)).await,
+        Scenario::Fanout => fanout::run(n.unwrap_or(1_000), 1_000).await,
+    }
+}
+
+/// Resident set size of this process, in bytes (Linux `/proc/self/status`).
+pub(crate) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,101 @@
+//! The command line: `warden run`, `warden check`, `warden bench`.
+//!
+//! Parsing only; each command calls the library. Exit codes: 0 done, 1 failed,
+//! 2 usage or config error.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::actors::Kinds;
+use crate::bench::Scenario;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::daemon::{EXIT_CONFIG, EXIT_FAILED, EXIT_OK};
+
+/// Warden runs agents the way Erlang/OTP runs processes.
+#[derive(Parser, Debug)]
+#[command(name = "warden", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (SIGTERM or Ctrl-C stops it gracefully).
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Validate a config file without starting anything.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Run a benchmark scenario (DESIGN section 8).
+    Bench {
+        /// The scenario.
+        scenario: Scenario,
+        /// Print one JSON object per result line.
+        #[arg(long)]
+        json: bool,
+        /// Size of the run (round trips, restarts, agents, messages per agent).
+        #[arg(long, short)]
+        n: Option<u64>,
+    },
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                let names = c.tree.names();
+                println!("ok: {} ({} names in the tree under root)", c.file, names.len() - 1);
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("warden: invalid config: {e}");
+                EXIT_CONFIG
+            }
+        },
+        Command::Run { config } => runtime().block_on(crate::daemon::run(&config, Kinds::builtin())),
+        Command::Bench { scenario, json, n } => {
+            match runtime().block_on(async move {
+                tokio::spawn(crate::bench::run(scenario, n)).await
+            }) {
+                Ok(results) => {
+                    for r in results {
+                        if json {
+                            println!("{}", serde_json::to_string(&r).expect("bench results are JSON"));
+                        } else {
+                            println!("{}", r.human());
+                        }
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("warden: bench failed: {e}");
+                    EXIT_FAILED
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built")
+}

@@ -1,0 +1,377 @@
+//! From checked tables to runtime specs, validating the tree as a whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use toml::Table;
+
+use super::section::Section;
+use super::{Config, ConfigError, DaemonConfig, Durability, LimitSpec, TelemetryConfig};
+use crate::actors::{AgentSpec, Kinds, MailboxKind};
+use crate::policies::backoff::Backoff;
+use crate::supervision::{
+    ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
+};
+
+const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
+const DAEMON: &[&str] = &["data_dir", "durability", "shutdown_timeout", "socket"];
+const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
+const LIMIT: &[&str] = &[
+    "requests_per_second",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "burst",
+];
+const SUPERVISOR: &[&str] = &[
+    "strategy",
+    "max_restarts",
+    "within",
+    "children",
+    "restart",
+    "shutdown",
+    "restart_backoff",
+];
+const AGENT: &[&str] = &[
+    "kind",
+    "restart",
+    "shutdown",
+    "mailbox",
+    "mailbox_capacity",
+    "replicas",
+    "timeout",
+    "max_attempts",
+    "backoff",
+    "hop_budget",
+    "limits",
+    "accept_faults",
+    "restart_backoff",
+];
+const BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter"];
+const RESTART_BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter", "reset_after"];
+
+pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, ConfigError> {
+    let top = Section::new(file, "", table);
+    top.check_keys(TOP)?;
+    let empty = Table::new();
+    let daemon = daemon(&top.table("daemon")?.unwrap_or(Section::new(file, "daemon", &empty)))?;
+    let telemetry =
+        telemetry(&top.table("telemetry")?.unwrap_or(Section::new(file, "telemetry", &empty)))?;
+    let limits = named_tables(&top, "limits")?
+        .into_iter()
+        .map(|(name, s)| Ok((name, limit(&s)?)))
+        .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    let supervisors = named_tables(&top, "supervisor")?;
+    let agents = named_tables(&top, "agent")?;
+    let mut tree = TreeBuilder {
+        file,
+        kinds,
+        limits: &limits,
+        supervisors: &supervisors,
+        agents: &agents,
+        parent: HashMap::new(),
+        stack: Vec::new(),
+    };
+    for name in agents.keys() {
+        if supervisors.contains_key(name) {
+            return Err(agents[name].err(
+                "",
+                format!("'{name}' is defined both as [supervisor.{name}] and as [agent.{name}]; names are addresses and must be unique"),
+            ));
+        }
+    }
+    let Some(root) = supervisors.get("root") else {
+        return Err(ConfigError {
+            file: file.into(),
+            key: "supervisor.root".into(),
+            reason: "not defined; the tree starts at [supervisor.root] with its ordered children".into(),
+        });
+    };
+    let root = tree.supervisor("root", root)?;
+    for (name, s) in supervisors.iter().chain(agents.iter()) {
+        if name != "root" && !tree.parent.contains_key(name.as_str()) {
+            return Err(s.err(
+                "",
+                "not reachable from root; list it in the children of a supervisor, or remove it",
+            ));
+        }
+    }
+    Ok(Config {
+        file: file.into(),
+        daemon,
+        telemetry,
+        limits,
+        tree: root,
+    })
+}
+
+fn named_tables<'a>(
+    top: &Section<'a>,
+    key: &str,
+) -> Result<BTreeMap<String, Section<'a>>, ConfigError> {
+    let Some(group) = top.table(key)? else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for name in group.table.keys() {
+        let s = group.table(name)?.expect("key exists");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            return Err(s.err("", "names may use letters, digits, '_', '-' and '.' only"));
+        }
+        out.insert(name.clone(), s);
+    }
+    Ok(out)
+}
+
+fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
+    s.check_keys(DAEMON)?;
+    let data_dir = PathBuf::from(s.str("data_dir")?.unwrap_or("var/warden"));
+    let durability = match s.choice("durability", &["crash", "power"])? {
+        Some("power") => Durability::Power,
+        _ => Durability::Crash,
+    };
+    let shutdown_timeout = s
+        .duration("shutdown_timeout")?
+        .unwrap_or(Duration::from_secs(10));
+    let socket = s
+        .str("socket")?
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("warden.sock"));
+    Ok(DaemonConfig {
+        data_dir,
+        durability,
+        shutdown_timeout,
+        socket,
+    })
+}
+
+fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
+    s.check_keys(TELEMETRY)?;
+    let log = s.str("log")?.unwrap_or("info").to_string();
+    tracing_subscriber::EnvFilter::try_new(&log)
+        .map_err(|e| s.err("log", format!("not a valid tracing filter ({e}); try \"info\" or \"warden=debug\"")))?;
+    let otlp_endpoint = s.str("otlp_endpoint")?.map(str::to_string);
+    if let Some(ep) = &otlp_endpoint {
+        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+            return Err(s.err("otlp_endpoint", format!("\"{ep}\" must be an http:// or https:// URL, such as \"http://127.0.0.1:4318\"")));
+        }
+    }
+    let metrics_listen = match s.str("metrics_listen")? {
+        None => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            s.err("metrics_listen", format!("\"{a}\" is not an address with a port, such as \"127.0.0.1:9464\""))
+        })?),
+    };
+    Ok(TelemetryConfig {
+        log,
+        otlp_endpoint,
+        metrics_listen,
+    })
+}
+
+fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
+    s.check_keys(LIMIT)?;
+    let l = LimitSpec {
+        requests_per_second: s.number("requests_per_second", f64::MIN_POSITIVE)?,
+        requests_per_minute: s.number("requests_per_minute", f64::MIN_POSITIVE)?,
+        tokens_per_minute: s.number("tokens_per_minute", f64::MIN_POSITIVE)?,
+        burst: s.int("burst", 1, u32::MAX as i64)?.map(|b| b as u32),
+    };
+    if l.requests_per_second.is_some() && l.requests_per_minute.is_some() {
+        return Err(s.err("requests_per_minute", "set either requests_per_second or requests_per_minute, not both"));
+    }
+    if l.requests_per_second.is_none() && l.requests_per_minute.is_none() && l.tokens_per_minute.is_none() {
+        return Err(s.err("", "a limiter needs requests_per_second, requests_per_minute or tokens_per_minute"));
+    }
+    Ok(l)
+}
+
+fn backoff(s: &Section, base: Backoff) -> Result<Backoff, ConfigError> {
+    let b = Backoff {
+        initial: s.duration("initial")?.unwrap_or(base.initial),
+        max: s.duration("max")?.unwrap_or(base.max),
+        multiplier: s.number("multiplier", 1.0)?.unwrap_or(base.multiplier),
+        jitter: s.number("jitter", 0.0)?.unwrap_or(base.jitter),
+    };
+    b.validate().map_err(|e| s.err("", e))?;
+    Ok(b)
+}
+
+fn restart_backoff(s: &Section) -> Result<RestartBackoff, ConfigError> {
+    s.check_keys(RESTART_BACKOFF)?;
+    Ok(RestartBackoff {
+        backoff: backoff(s, Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            multiplier: 2.0,
+            jitter: 0.2,
+        })?,
+        reset_after: s.duration("reset_after")?.unwrap_or(Duration::from_secs(30)),
+    })
+}
+
+/// The parts every child has: restart type, shutdown, restart backoff.
+fn child_common(
+    s: &Section,
+    default_shutdown: Shutdown,
+) -> Result<(Restart, Shutdown, Option<RestartBackoff>), ConfigError> {
+    let restart = match s.choice("restart", &["permanent", "transient", "temporary"])? {
+        Some("transient") => Restart::Transient,
+        Some("temporary") => Restart::Temporary,
+        _ => Restart::Permanent,
+    };
+    let shutdown = s.shutdown("shutdown")?.unwrap_or(default_shutdown);
+    let rb = match s.table("restart_backoff")? {
+        None => None,
+        Some(t) => Some(restart_backoff(&t)?),
+    };
+    if rb.is_some() && restart == Restart::Temporary {
+        return Err(s.err("restart_backoff", "a temporary child is never restarted; remove restart_backoff or make it permanent or transient"));
+    }
+    Ok((restart, shutdown, rb))
+}
+
+struct TreeBuilder<'a, 'b> {
+    file: &'a str,
+    kinds: &'a Kinds,
+    limits: &'a BTreeMap<String, LimitSpec>,
+    supervisors: &'a BTreeMap<String, Section<'b>>,
+    agents: &'a BTreeMap<String, Section<'b>>,
+    /// child -> the supervisor that lists it
+    parent: HashMap<String, String>,
+    /// supervisors being built, root first: a cycle is a name already on it
+    stack: Vec<String>,
+}
+
+impl TreeBuilder<'_, '_> {
+    fn supervisor(&mut self, name: &str, s: &Section) -> Result<SupervisorSpec, ConfigError> {
+        s.check_keys(SUPERVISOR)?;
+        let strategy = match s.choice("strategy", &["one_for_one", "one_for_all", "rest_for_one"])? {
+            Some("one_for_all") => Strategy::OneForAll,
+            Some("rest_for_one") => Strategy::RestForOne,
+            _ => Strategy::OneForOne,
+        };
+        let d = Intensity::default();
+        let intensity = Intensity {
+            max_restarts: s.int("max_restarts", 0, u32::MAX as i64)?.map_or(d.max_restarts, |v| v as u32),
+            within: s.duration("within")?.unwrap_or(d.within),
+        };
+        if intensity.within.is_zero() {
+            return Err(s.err("within", "must be more than 0"));
+        }
+        let names = s.strings("children")?.unwrap_or_default();
+        self.stack.push(name.to_string());
+        let mut children = Vec::with_capacity(names.len());
+        for child in &names {
+            if self.stack.iter().any(|n| n == child) {
+                let mut path = self.stack.clone();
+                path.push(child.clone());
+                return Err(s.err("children", format!("cycle: {}; a supervisor cannot contain itself", path.join(" -> "))));
+            }
+            if let Some(p) = self.parent.get(child) {
+                let where_ = if p == name { "listed twice here".to_string() } else { format!("already a child of '{p}'") };
+                return Err(s.err("children", format!("'{child}' is {where_}; every child has exactly one supervisor")));
+            }
+            self.parent.insert(child.clone(), name.to_string());
+            if let Some(cs) = self.supervisors.get(child) {
+                let spec = self.supervisor(child, cs)?;
+                let (restart, shutdown, rb) = child_common(cs, Shutdown::Infinity)?;
+                children.push(ChildSpec { restart, shutdown, restart_backoff: rb, kind: ChildKind::Supervisor(spec) });
+            } else if let Some(a) = self.agents.get(child) {
+                let (restart, shutdown, rb) = child_common(a, Shutdown::Timeout(Duration::from_secs(5)))?;
+                let spec = self.agent(child, a)?;
+                children.push(ChildSpec { restart, shutdown, restart_backoff: rb, kind: ChildKind::Agent(spec) });
+            } else {
+                let known = self.supervisors.keys().chain(self.agents.keys()).map(String::as_str);
+                let hint = crate::util::nearest(child, known).map(|n| format!("did you mean '{n}'? ")).unwrap_or_default();
+                return Err(s.err("children", format!("'{child}' is not defined; {hint}define [agent.{child}] or [supervisor.{child}]")));
+            }
+        }
+        self.stack.pop();
+        if name == "root" {
+            // root has no parent, so its own restart keys would mean nothing
+            for k in ["restart", "shutdown", "restart_backoff"] {
+                if s.table.contains_key(k) {
+                    return Err(s.err(k, "root has no parent to restart or stop it; remove this key"));
+                }
+            }
+        }
+        Ok(SupervisorSpec { name: name.to_string(), strategy, intensity, children })
+    }
+
+    fn agent(&self, name: &str, s: &Section) -> Result<AgentSpec, ConfigError> {
+        let kind = match s.str("kind")? {
+            Some(k) => k,
+            None => return Err(s.err("kind", format!("missing; every agent needs a kind ({})", self.kinds.names().join(", ")))),
+        };
+        let Some(info) = self.kinds.get(kind) else {
+            let hint = crate::util::nearest(kind, self.kinds.names()).map(|n| format!("did you mean \"{n}\"? ")).unwrap_or_default();
+            return Err(s.err("kind", format!("unknown kind \"{kind}\"; {hint}known kinds: {}", self.kinds.names().join(", "))));
+        };
+        let mut allowed: Vec<&str> = AGENT.to_vec();
+        allowed.extend_from_slice(info.options);
+        s.check_keys(&allowed)?;
+        for req in info.required {
+            if !s.table.contains_key(*req) {
+                return Err(s.err(req, format!("missing; kind \"{kind}\" needs it")));
+            }
+        }
+        let d = AgentSpec::new(name, kind);
+        let mut spec = AgentSpec {
+            mailbox: match s.choice("mailbox", &["durable", "memory"])? {
+                Some("memory") => MailboxKind::Memory,
+                Some(_) => MailboxKind::Durable,
+                None => d.mailbox,
+            },
+            mailbox_capacity: s.int("mailbox_capacity", 1, i64::from(u32::MAX))?.map_or(d.mailbox_capacity, |v| v as usize),
+            replicas: s.int("replicas", 1, 1024)?.map_or(d.replicas, |v| v as u32),
+            timeout: s.duration("timeout")?.unwrap_or(d.timeout),
+            max_attempts: s.int("max_attempts", 1, 1_000_000)?.map_or(d.max_attempts, |v| v as u32),
+            backoff: match s.table("backoff")? {
+                Some(b) => {
+                    b.check_keys(BACKOFF)?;
+                    backoff(&b, d.backoff)?
+                }
+                None => d.backoff,
+            },
+            hop_budget: s.int("hop_budget", 0, 1_000_000)?.map_or(d.hop_budget, |v| v as u32),
+            limits: s.strings("limits")?.unwrap_or_default(),
+            accept_faults: s.bool("accept_faults")?.unwrap_or(false),
+            ..d
+        };
+        if spec.timeout.is_zero() {
+            return Err(s.err("timeout", "must be more than 0"));
+        }
+        for l in &spec.limits {
+            if !self.limits.contains_key(l) {
+                let hint = crate::util::nearest(l, self.limits.keys().map(String::as_str)).map(|n| format!("did you mean '{n}'? ")).unwrap_or_default();
+                return Err(s.err("limits", format!("no limiter '{l}'; {hint}define it as [limits.{l}]")));
+            }
+        }
+        for opt in info.options {
+            if let Some(v) = s.table.get(*opt) {
+                let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
+                spec.options.insert(opt.to_string(), json);
+            }
+        }
+        for list in info.agent_lists {
+            if s.table.contains_key(*list) {
+                for target in s.strings(list)?.unwrap_or_default() {
+                    if !self.agents.contains_key(&target) {
+                        let hint = crate::util::nearest(&target, self.agents.keys().map(String::as_str)).map(|n| format!("; did you mean '{n}'?")).unwrap_or_default();
+                        return Err(s.err(list, format!("no agent '{target}'{hint}")));
+                    }
+                }
+            }
+        }
+        if let Some(Json::String(p)) = spec.options.get("path") {
+            if p.is_empty() {
+                return Err(s.err("path", "must not be empty"));
+            }
+        }
+        let _ = self.file;
+        Ok(spec)
+    }
+}

@@ -1,0 +1,117 @@
+//! The daemon's config: TOML in, validated runtime specs out.
+//!
+//! Three steps, as in OTP's `check_childspecs`: the file is parsed into tables (the
+//! raw mirror, [`section`]), every table is checked for unknown keys and wrong types,
+//! and the tree is built and validated as a whole ([`build`]): every name defined
+//! once, every child defined, reachable from `root`, no cycles, no bad combinations.
+//! Nothing is opened or started until the whole file is valid; every error names the
+//! file, the dotted key and the reason ([`ConfigError`]).
+//!
+//! Relative paths (`data_dir`, a sink's `path`) are relative to the working directory.
+
+mod build;
+mod error;
+mod section;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use section::parse_duration;
+
+use crate::actors::Kinds;
+use crate::supervision::SupervisorSpec;
+
+/// Where the default config lives, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/warden.toml";
+
+/// How hard an accepted message is pushed to disk before `send` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a crash of the daemon (`kill -9`): the store's log is flushed.
+    Crash,
+    /// Also survives power loss: the log file is `fdatasync`ed too.
+    Power,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Store in `<data_dir>/store`, socket in `<data_dir>/warden.sock`.
+    pub data_dir: PathBuf,
+    /// Durability of accepted messages.
+    pub durability: Durability,
+    /// How long a graceful shutdown may take before the tree is killed.
+    pub shutdown_timeout: Duration,
+    /// The admin socket.
+    pub socket: PathBuf,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// The tracing filter (`RUST_LOG` overrides it).
+    pub log: String,
+    /// OTLP/HTTP endpoint for traces.
+    pub otlp_endpoint: Option<String>,
+    /// Where Prometheus metrics are served.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[limits.NAME]`: a token bucket shared by the agents that list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSpec {
+    /// Requests per second (or per minute, below; exactly one is set).
+    pub requests_per_second: Option<f64>,
+    /// Requests per minute.
+    pub requests_per_minute: Option<f64>,
+    /// Weighted tokens per minute.
+    pub tokens_per_minute: Option<f64>,
+    /// Requests allowed at once above the steady rate.
+    pub burst: Option<u32>,
+}
+
+/// A whole, valid config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub file: String,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
+    /// `[limits.*]`.
+    pub limits: BTreeMap<String, LimitSpec>,
+    /// The tree, from `[supervisor.root]` down.
+    pub tree: SupervisorSpec,
+}
+
+impl Config {
+    /// Reads and validates `path` with the built-in kinds.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, &Kinds::builtin())
+    }
+
+    /// Reads and validates `path`, knowing `kinds`.
+    pub fn load_with(path: &Path, kinds: &Kinds) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: String::new(),
+            reason: format!("cannot read the config file: {e}"),
+        })?;
+        Self::parse(&text, &file, kinds)
+    }
+
+    /// Validates config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str, kinds: &Kinds) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            file: file.to_string(),
+            key: String::new(),
+            reason: format!("not valid TOML: {}", e.to_string().trim_end()),
+        })?;
+        build::build(&table, file, kinds)
+    }
+}

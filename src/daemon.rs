@@ -1,0 +1,98 @@
+//! `warden run`: the daemon's lifecycle, from config to exit code.
+//!
+//! Order: the config is loaded and validated before anything is opened or created
+//! (an invalid config exits 2 with file, key and reason); logging starts; the data
+//! directory is created (mode 0700); the tree starts, children in declared order.
+//! Then the daemon waits for SIGTERM or SIGINT (graceful shutdown: children stop in
+//! reverse order within their `shutdown` timeouts, the whole tree within
+//! `daemon.shutdown_timeout`; exit 0) or for root to give up past its restart
+//! intensity (the reason is logged; exit 1).
+
+use std::path::Path;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::actors::{Kinds, MailboxKind};
+use crate::config::Config;
+use crate::runtime::{RootExit, Runtime};
+use crate::supervision::{ChildKind, SupervisorSpec};
+
+/// Exit code: the daemon stopped on request.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the tree failed (failed to start, or root gave up).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: usage or config error.
+pub const EXIT_CONFIG: i32 = 2;
+
+/// Runs the daemon on `config_path` until it is stopped; returns the exit code.
+pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
+    let config = match Config::load_with(config_path, &kinds) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warden: invalid config: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    crate::telemetry::init(&config.telemetry.log);
+    if let Err(e) = create_private_dir(&config.daemon.data_dir) {
+        tracing::error!(dir = %config.daemon.data_dir.display(), error = %e, "cannot create the data directory");
+        return EXIT_FAILED;
+    }
+    if uses_durable(&config.tree) {
+        tracing::warn!("durable mailboxes are not implemented yet: messages are kept in memory and lost if the daemon dies");
+    }
+    let mut term = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return EXIT_FAILED;
+        }
+    };
+    let runtime = match Runtime::start(config.tree.clone(), kinds).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the tree failed to start");
+            return EXIT_FAILED;
+        }
+    };
+    tracing::info!(pid = std::process::id(), config = %config.file, "warden started");
+    tokio::select! {
+        _ = term.0.recv() => shutdown(&runtime, &config, "SIGTERM").await,
+        _ = term.1.recv() => shutdown(&runtime, &config, "SIGINT").await,
+        exit = runtime.exited() => match exit {
+            RootExit::GaveUp(why) => {
+                tracing::error!(reason = %why, "root supervisor gave up; stopping the daemon");
+                EXIT_FAILED
+            }
+            RootExit::Shutdown => EXIT_OK,
+        },
+    }
+}
+
+async fn shutdown(runtime: &Runtime, config: &Config, why: &str) -> i32 {
+    tracing::info!(signal = why, "shutting down: stopping children in reverse start order");
+    match runtime.shutdown(config.daemon.shutdown_timeout).await {
+        RootExit::Shutdown => {
+            tracing::info!("stopped");
+            EXIT_OK
+        }
+        RootExit::GaveUp(why) => {
+            tracing::error!(reason = %why, "the tree failed while shutting down");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn uses_durable(s: &SupervisorSpec) -> bool {
+    s.children.iter().any(|c| match &c.kind {
+        ChildKind::Agent(a) => a.mailbox == MailboxKind::Durable,
+        ChildKind::Supervisor(s) => uses_durable(s),
+    })
+}
+
+/// Creates `dir` (and parents) and makes it private to this user (0700).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
