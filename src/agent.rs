@@ -18,6 +18,11 @@ use crate::envelope::Envelope;
 pub trait Agent: Send + 'static {
     /// Handles `ctx.message()`. `Ok` commits what the context collected; see [`AgentError`].
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError>;
+
+    /// Called once when this incarnation is stopped gracefully (shutdown, `stop`,
+    /// a sibling's restart), after its last message; not after a crash or a kill
+    /// (OTP's `terminate/2`). Bounded by the agent's `shutdown` timeout.
+    async fn on_stop(&mut self) {}
 }
 
 /// What went wrong in a handler, and so what the runtime does with the message.

@@ -99,6 +99,15 @@ impl Actor for AgentHost {
         Ok(())
     }
 
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        st: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.behaviour.on_stop().await;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
