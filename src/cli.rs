@@ -61,7 +61,11 @@ pub fn main() -> i32 {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 let names = c.tree.names();
-                println!("ok: {} ({} names in the tree under root)", c.file, names.len() - 1);
+                println!(
+                    "ok: {} ({} names in the tree under root)",
+                    c.file,
+                    names.len() - 1
+                );
                 EXIT_OK
             }
             Err(e) => {
@@ -69,15 +73,20 @@ pub fn main() -> i32 {
                 EXIT_CONFIG
             }
         },
-        Command::Run { config } => runtime().block_on(crate::daemon::run(&config, Kinds::builtin())),
+        Command::Run { config } => {
+            runtime().block_on(crate::daemon::run(&config, Kinds::builtin()))
+        }
         Command::Bench { scenario, json, n } => {
-            match runtime().block_on(async move {
-                tokio::spawn(crate::bench::run(scenario, n)).await
-            }) {
+            match runtime()
+                .block_on(async move { tokio::spawn(crate::bench::run(scenario, n)).await })
+            {
                 Ok(results) => {
                     for r in results {
                         if json {
-                            println!("{}", serde_json::to_string(&r).expect("bench results are JSON"));
+                            println!(
+                                "{}",
+                                serde_json::to_string(&r).expect("bench results are JSON")
+                            );
                         } else {
                             println!("{}", r.human());
                         }

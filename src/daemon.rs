@@ -41,7 +41,10 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
     if uses_durable(&config.tree) {
         tracing::warn!("durable mailboxes are not implemented yet: messages are kept in memory and lost if the daemon dies");
     }
-    let mut term = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let mut term = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot install signal handlers");
@@ -70,7 +73,10 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
 }
 
 async fn shutdown(runtime: &Runtime, config: &Config, why: &str) -> i32 {
-    tracing::info!(signal = why, "shutting down: stopping children in reverse start order");
+    tracing::info!(
+        signal = why,
+        "shutting down: stopping children in reverse start order"
+    );
     match runtime.shutdown(config.daemon.shutdown_timeout).await {
         RootExit::Shutdown => {
             tracing::info!("stopped");

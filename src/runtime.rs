@@ -148,12 +148,12 @@ impl Runtime {
             tree: tree.clone(),
             exit: tx,
         };
-        let (guardian, _) = Actor::spawn(None, Guardian, args)
-            .await
-            .map_err(|e| StartError::Failed(match e {
+        let (guardian, _) = Actor::spawn(None, Guardian, args).await.map_err(|e| {
+            StartError::Failed(match e {
                 ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
                 other => other.to_string(),
-            }))?;
+            })
+        })?;
         let root = tree
             .supervisor(&root_name)
             .ok_or_else(|| StartError::Failed("root did not register".into()))?;
@@ -187,7 +187,12 @@ impl Runtime {
     }
 
     /// Sends and waits for the agent's reply.
-    pub async fn call(&self, to: &str, payload: Value, timeout: Duration) -> Result<Value, CallError> {
+    pub async fn call(
+        &self,
+        to: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
         self.tree
             .registry
             .call(to, payload, timeout, SendOptions::default())
@@ -252,7 +257,8 @@ impl Runtime {
     /// The children of `supervisor`, in start order.
     pub async fn which_children(&self, supervisor: &str) -> Result<Vec<ChildInfo>, ControlError> {
         let sup = self.supervisor_ref(supervisor)?;
-        ractor::call!(sup, SupMsg::Which).map_err(|_| ControlError::Unavailable(supervisor.to_string()))
+        ractor::call!(sup, SupMsg::Which)
+            .map_err(|_| ControlError::Unavailable(supervisor.to_string()))
     }
 
     /// Counts of `supervisor`'s children.
@@ -284,11 +290,17 @@ impl Runtime {
     pub async fn shutdown(&self, timeout: Duration) -> RootExit {
         let cell = self.root.get_cell();
         if cell
-            .stop_and_wait(Some(crate::supervision::EXIT_SHUTDOWN.into()), Some(timeout))
+            .stop_and_wait(
+                Some(crate::supervision::EXIT_SHUTDOWN.into()),
+                Some(timeout),
+            )
             .await
             .is_err()
         {
-            tracing::warn!(?timeout, "tree did not stop within the shutdown timeout; killing it");
+            tracing::warn!(
+                ?timeout,
+                "tree did not stop within the shutdown timeout; killing it"
+            );
             let _ = cell.kill_and_wait(None).await;
         }
         self.exited().await

@@ -65,84 +65,159 @@ fn check_accepts_the_shipped_configs() {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn config_error_unknown_key_suggests_nearest() {
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nrestrat = \"transient\""),
-        "agent.out.restrat", "did you mean 'restart'?");
-    refused(&format!("{GOOD}\n[daemon2]\n"), "daemon2", "did you mean 'daemon'?");
+    refused(
+        &GOOD.replace(
+            "kind = \"sink\"",
+            "kind = \"sink\"\nrestrat = \"transient\"",
+        ),
+        "agent.out.restrat",
+        "did you mean 'restart'?",
+    );
+    refused(
+        &format!("{GOOD}\n[daemon2]\n"),
+        "daemon2",
+        "did you mean 'daemon'?",
+    );
 }
 
 #[test]
 fn config_error_child_not_defined() {
-    refused(&GOOD.replace("[\"planner\", \"out\"]", "[\"plannr\", \"out\"]"),
-        "supervisor.pipeline.children", "'plannr' is not defined; did you mean 'planner'?");
+    refused(
+        &GOOD.replace("[\"planner\", \"out\"]", "[\"plannr\", \"out\"]"),
+        "supervisor.pipeline.children",
+        "'plannr' is not defined; did you mean 'planner'?",
+    );
 }
 
 #[test]
 fn config_error_name_defined_twice() {
-    refused(&format!("{GOOD}\n[supervisor.out]\nchildren = []\n"),
-        "agent.out", "defined both as [supervisor.out] and as [agent.out]");
-    refused(&GOOD.replace("children = [\"intake\", \"pipeline\"]", "children = [\"intake\", \"pipeline\", \"planner\"]"),
-        "children", "'planner' is already a child of");
+    refused(
+        &format!("{GOOD}\n[supervisor.out]\nchildren = []\n"),
+        "agent.out",
+        "defined both as [supervisor.out] and as [agent.out]",
+    );
+    refused(
+        &GOOD.replace(
+            "children = [\"intake\", \"pipeline\"]",
+            "children = [\"intake\", \"pipeline\", \"planner\"]",
+        ),
+        "children",
+        "'planner' is already a child of",
+    );
 }
 
 #[test]
 fn config_error_cycle() {
-    refused(&GOOD.replace("[\"planner\", \"out\"]", "[\"planner\", \"out\", \"root\"]"),
-        "supervisor.pipeline.children", "cycle: root -> pipeline -> root");
+    refused(
+        &GOOD.replace("[\"planner\", \"out\"]", "[\"planner\", \"out\", \"root\"]"),
+        "supervisor.pipeline.children",
+        "cycle: root -> pipeline -> root",
+    );
 }
 
 #[test]
 fn config_error_not_reachable_from_root() {
-    refused(&format!("{GOOD}\n[agent.orphan]\nkind = \"echo\"\n"),
-        "agent.orphan", "not reachable from root");
+    refused(
+        &format!("{GOOD}\n[agent.orphan]\nkind = \"echo\"\n"),
+        "agent.orphan",
+        "not reachable from root",
+    );
 }
 
 #[test]
 fn config_error_missing_root() {
-    refused(&GOOD.replace("[supervisor.root]", "[supervisor.top]"), "supervisor.root", "not defined");
+    refused(
+        &GOOD.replace("[supervisor.root]", "[supervisor.top]"),
+        "supervisor.root",
+        "not defined",
+    );
 }
 
 #[test]
 fn config_error_bad_duration() {
-    refused(&GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"5\""),
-        "daemon.shutdown_timeout", "has no unit");
-    refused(&GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"soon\""),
-        "daemon.shutdown_timeout", "is not a duration");
-    refused(&GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = 5"),
-        "daemon.shutdown_timeout", "expected a duration string");
+    refused(
+        &GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"5\""),
+        "daemon.shutdown_timeout",
+        "has no unit",
+    );
+    refused(
+        &GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"soon\""),
+        "daemon.shutdown_timeout",
+        "is not a duration",
+    );
+    refused(
+        &GOOD.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = 5"),
+        "daemon.shutdown_timeout",
+        "expected a duration string",
+    );
 }
 
 #[test]
 fn config_error_bad_enum_value() {
-    refused(&GOOD.replace("strategy = \"rest_for_one\"", "strategy = \"rest_for_on\""),
-        "supervisor.pipeline.strategy", "did you mean \"rest_for_one\"?");
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"snk\""),
-        "agent.out.kind", "unknown kind \"snk\"; did you mean \"sink\"?");
+    refused(
+        &GOOD.replace("strategy = \"rest_for_one\"", "strategy = \"rest_for_on\""),
+        "supervisor.pipeline.strategy",
+        "did you mean \"rest_for_one\"?",
+    );
+    refused(
+        &GOOD.replace("kind = \"sink\"", "kind = \"snk\""),
+        "agent.out.kind",
+        "unknown kind \"snk\"; did you mean \"sink\"?",
+    );
 }
 
 #[test]
 fn config_error_wrong_type() {
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nreplicas = \"two\""),
-        "agent.out.replicas", "expected a whole number");
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nreplicas = 0"),
-        "agent.out.replicas", "must be between 1 and");
+    refused(
+        &GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nreplicas = \"two\""),
+        "agent.out.replicas",
+        "expected a whole number",
+    );
+    refused(
+        &GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nreplicas = 0"),
+        "agent.out.replicas",
+        "must be between 1 and",
+    );
 }
 
 #[test]
 fn config_error_bad_combination() {
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nrestart = \"temporary\"\nrestart_backoff = { initial = \"1s\" }"),
-        "agent.out.restart_backoff", "a temporary child is never restarted");
-    refused(&format!("{GOOD}\n[limits.api]\nrequests_per_second = 5\nrequests_per_minute = 300\n"),
-        "limits.api", "not both");
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nlimits = [\"openai\"]"),
-        "agent.out.limits", "no limiter 'openai'");
-    refused(&GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nbackoff = { initial = \"5s\", max = \"1s\" }"),
-        "agent.out.backoff", "must not be less than initial");
+    refused(
+        &GOOD.replace(
+            "kind = \"sink\"",
+            "kind = \"sink\"\nrestart = \"temporary\"\nrestart_backoff = { initial = \"1s\" }",
+        ),
+        "agent.out.restart_backoff",
+        "a temporary child is never restarted",
+    );
+    refused(
+        &format!("{GOOD}\n[limits.api]\nrequests_per_second = 5\nrequests_per_minute = 300\n"),
+        "limits.api",
+        "not both",
+    );
+    refused(
+        &GOOD.replace("kind = \"sink\"", "kind = \"sink\"\nlimits = [\"openai\"]"),
+        "agent.out.limits",
+        "no limiter 'openai'",
+    );
+    refused(
+        &GOOD.replace(
+            "kind = \"sink\"",
+            "kind = \"sink\"\nbackoff = { initial = \"5s\", max = \"1s\" }",
+        ),
+        "agent.out.backoff",
+        "must not be less than initial",
+    );
 }
 
 #[test]
@@ -169,7 +244,10 @@ fn sigterm_stops_the_daemon_with_exit_0() {
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log_text());
     assert!(d.log_text().contains("stopped"));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(sb.path("data")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(sb.path("data"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "data dir is private");
     assert!(json_lines(&sb.path("out.jsonl")).is_empty());
 }
@@ -191,7 +269,10 @@ fn a_child_failing_to_start_fails_the_daemon_with_the_reason() {
     let status = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "log:\n{}", d.log_text());
     let log = d.log_text();
-    assert!(log.contains("the tree failed to start") && log.contains("agent 'out'"), "{log}");
+    assert!(
+        log.contains("the tree failed to start") && log.contains("agent 'out'"),
+        "{log}"
+    );
 }
 
 #[test]

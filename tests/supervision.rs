@@ -79,7 +79,11 @@ async fn restart_matrix_by_restart_type_and_exit_reason() {
         (Temporary, How::Panic, false),
     ];
     for (restart, how, want) in cases {
-        assert_eq!(restart_case(restart, how).await, want, "{restart:?} x {how:?}");
+        assert_eq!(
+            restart_case(restart, how).await,
+            want,
+            "{restart:?} x {how:?}"
+        );
     }
 }
 
@@ -101,7 +105,11 @@ async fn strategy_case(strategy: Strategy) -> [bool; 3] {
         if changed_after(&rt, n, &before[i]).await {
             changed[i] = true;
             // a new incarnation: in-memory count restarts, committed state survives
-            assert_eq!(inc(&rt, n).await, (1, 2), "{n} restarted from its committed state");
+            assert_eq!(
+                inc(&rt, n).await,
+                (1, 2),
+                "{n} restarted from its committed state"
+            );
         } else {
             assert_eq!(inc(&rt, n).await, (2, 2), "{n} kept its incarnation");
         }
@@ -119,7 +127,10 @@ async fn changed_after(rt: &Runtime, name: &str, old: &[ractor::ActorId]) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_for_one_restarts_only_the_failed_child() {
-    assert_eq!(strategy_case(Strategy::OneForOne).await, [false, true, false]);
+    assert_eq!(
+        strategy_case(Strategy::OneForOne).await,
+        [false, true, false]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +140,10 @@ async fn one_for_all_restarts_siblings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_for_one_restarts_the_failed_and_later_children() {
-    assert_eq!(strategy_case(Strategy::RestForOne).await, [false, true, true]);
+    assert_eq!(
+        strategy_case(Strategy::RestForOne).await,
+        [false, true, true]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,13 +164,21 @@ async fn intensity_exceeded_escalates_to_parent() {
         rt.kill("leaf").await.unwrap();
         wait_restarted(&rt, "leaf", &old).await;
     }
-    assert_eq!(ids(&rt, "mid"), mid_before, "two restarts are within intensity");
+    assert_eq!(
+        ids(&rt, "mid"),
+        mid_before,
+        "two restarts are within intensity"
+    );
     let old = ids(&rt, "leaf");
     rt.kill("leaf").await.unwrap();
     wait_restarted(&rt, "mid", &mid_before).await;
     wait_restarted(&rt, "leaf", &old).await;
     assert_eq!(restarts(&rt, "mid"), 1, "root restarted mid once");
-    assert_eq!(ids(&rt, "sibling"), sibling_before, "one_for_one root left sibling alone");
+    assert_eq!(
+        ids(&rt, "sibling"),
+        sibling_before,
+        "one_for_one root left sibling alone"
+    );
     let mut escalated = false;
     while let Ok(e) = events.try_recv() {
         escalated |= e.event == "escalated" && e.name == "mid";
@@ -180,7 +202,9 @@ async fn root_giving_up_ends_the_runtime() {
     rt.kill("a").await.unwrap();
     wait_restarted(&rt, "a", &old).await;
     rt.kill("a").await.unwrap();
-    let exit = tokio::time::timeout(T, rt.exited()).await.expect("root gives up");
+    let exit = tokio::time::timeout(T, rt.exited())
+        .await
+        .expect("root gives up");
     match exit {
         RootExit::GaveUp(why) => assert!(why.contains("gave up"), "{why}"),
         other => panic!("expected GaveUp, got {other:?}"),
@@ -191,7 +215,9 @@ async fn root_giving_up_ends_the_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_stop_in_reverse_start_order() {
-    let inner = SupervisorSpec::new("inner").child(child("b")).child(child("c"));
+    let inner = SupervisorSpec::new("inner")
+        .child(child("b"))
+        .child(child("c"));
     let tree = SupervisorSpec::new("root")
         .child(child("a"))
         .child(ChildSpec::supervisor(inner))
@@ -210,16 +236,23 @@ async fn child_ignoring_stop_is_killed_after_shutdown_timeout() {
         .child(child("slow").shutdown(Shutdown::Timeout(Duration::from_millis(200))));
     let (rt, stops) = start(tree).await;
     let slot = rt.agent("slow").unwrap();
-    rt.send("slow", json!({"fault": "sleep", "ms": 60_000})).unwrap();
+    rt.send("slow", json!({"fault": "sleep", "ms": 60_000}))
+        .unwrap();
     wait_until("message in flight", T, || slot.in_flight() == 1).await;
     let t = Instant::now();
     tokio::time::timeout(T, rt.stop_child("slow"))
         .await
         .expect("stop returns")
         .unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(200), "graceful wait came first");
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "graceful wait came first"
+    );
     assert_eq!(status(&rt, "slow"), Status::Stopped);
-    assert!(stops.lock().unwrap().is_empty(), "a killed incarnation gets no on_stop");
+    assert!(
+        stops.lock().unwrap().is_empty(),
+        "a killed incarnation gets no on_stop"
+    );
     let pending = slot.peek(10);
     assert_eq!(pending.len(), 1, "the interrupted message is kept");
     assert_eq!(pending[0].attempt, 2, "its attempt is counted");
@@ -246,10 +279,22 @@ async fn messages_sent_during_restart_reach_the_new_incarnation() {
     for _ in 0..5 {
         rt.send("a", json!({"op": "inc"})).unwrap();
     }
-    assert_eq!(status(&rt, "a"), Status::Restarting, "sends happened during the restart");
-    assert_eq!(rt.agent("a").unwrap().pending(), 5, "nothing dropped while down");
+    assert_eq!(
+        status(&rt, "a"),
+        Status::Restarting,
+        "sends happened during the restart"
+    );
+    assert_eq!(
+        rt.agent("a").unwrap().pending(),
+        5,
+        "nothing dropped while down"
+    );
     wait_restarted(&rt, "a", &old).await;
-    assert_eq!(inc(&rt, "a").await, (6, 6), "the new incarnation handled all five first");
+    assert_eq!(
+        inc(&rt, "a").await,
+        (6, 6),
+        "the new incarnation handled all five first"
+    );
     rt.shutdown(T).await;
 }
 
@@ -279,7 +324,11 @@ async fn poison_message_is_dead_lettered_without_escalation() {
     assert_eq!(dead.attempts, 3);
     assert!(dead.last_error.contains("panic"), "{}", dead.last_error);
     assert_eq!(restarts(&rt, "a"), 3, "each panic restarted the agent");
-    assert_eq!(status(&rt, "root"), Status::Running, "intensity 1 was not exceeded");
+    assert_eq!(
+        status(&rt, "root"),
+        Status::Running,
+        "intensity 1 was not exceeded"
+    );
     rt.shutdown(T).await;
 }
 
@@ -290,10 +339,18 @@ async fn retryable_error_retries_in_place_without_restart() {
     rt.send("a", json!({"fault": "error", "times": 2})).unwrap();
     let slot = rt.agent("a").unwrap();
     wait_until("handled on the third attempt", T, || {
-        slot.stats.handled.load(std::sync::atomic::Ordering::Relaxed) == 1
+        slot.stats
+            .handled
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
     })
     .await;
-    assert_eq!(slot.stats.failed_attempts.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        slot.stats
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
     assert_eq!(ids(&rt, "a"), old, "errors do not restart the agent");
     assert_eq!(inc(&rt, "a").await, (2, 2));
     rt.shutdown(T).await;
@@ -310,7 +367,10 @@ async fn replicas_share_one_mailbox() {
     }
     let slot = rt.agent("pool").unwrap();
     wait_until("30 handled", T, || {
-        slot.stats.handled.load(std::sync::atomic::Ordering::Relaxed) == 30
+        slot.stats
+            .handled
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 30
     })
     .await;
     let kids = rt.which_children("root").await.unwrap();
@@ -322,7 +382,9 @@ async fn replicas_share_one_mailbox() {
 async fn control_ops_follow_otp_semantics() {
     let tree = SupervisorSpec::new("root")
         .child(child("planner"))
-        .child(ChildSpec::supervisor(SupervisorSpec::new("crew").child(child("w"))));
+        .child(ChildSpec::supervisor(
+            SupervisorSpec::new("crew").child(child("w")),
+        ));
     let (rt, _) = start(tree).await;
     assert_eq!(
         rt.start_child("planner").await,
@@ -341,16 +403,30 @@ async fn control_ops_follow_otp_semantics() {
     let id = rt.send("planner", json!({"op": "inc"})).unwrap();
     assert_eq!(id.to_string(), "planner:1");
     rt.start_child("planner").await.unwrap();
-    assert_eq!(inc(&rt, "planner").await, (2, 2), "the message sent while stopped waited");
+    assert_eq!(
+        inc(&rt, "planner").await,
+        (2, 2),
+        "the message sent while stopped waited"
+    );
     let old = ids(&rt, "w");
     rt.restart_child("w").await.unwrap();
     assert_ne!(ids(&rt, "w"), old);
     assert_eq!(restarts(&rt, "w"), 1);
     let count = rt.count_children("root").await.unwrap();
-    assert_eq!((count.specs, count.active, count.supervisors, count.workers), (2, 2, 1, 1));
+    assert_eq!(
+        (count.specs, count.active, count.supervisors, count.workers),
+        (2, 2, 1, 1)
+    );
     let snap = rt.tree();
     assert_eq!(snap.children.as_ref().unwrap()[1].name, "crew");
-    assert_eq!(snap.children.as_ref().unwrap()[1].children.as_ref().unwrap()[0].restarts, 1);
+    assert_eq!(
+        snap.children.as_ref().unwrap()[1]
+            .children
+            .as_ref()
+            .unwrap()[0]
+            .restarts,
+        1
+    );
     rt.shutdown(T).await;
 }
 

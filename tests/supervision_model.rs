@@ -110,7 +110,9 @@ fn tree(strategy: Strategy, max_root: u32, max_s1: u32) -> SupervisorSpec {
 
 async fn check(strategy: Strategy, max_root: u32, max_s1: u32, kills: Vec<usize>) {
     let (k, _) = kinds();
-    let rt = Runtime::start(tree(strategy, max_root, max_s1), k).await.unwrap();
+    let rt = Runtime::start(tree(strategy, max_root, max_s1), k)
+        .await
+        .unwrap();
     let mut model = Model::new(strategy, max_root, max_s1);
     let mut seen: HashMap<&'static str, (u32, Vec<ActorId>)> =
         ALL.iter().map(|n| (*n, (0, ids(&rt, n)))).collect();
@@ -118,7 +120,9 @@ async fn check(strategy: Strategy, max_root: u32, max_s1: u32, kills: Vec<usize>
         let who = AGENTS[i];
         let before = model.gen.clone();
         model.kill(who);
-        rt.kill(who).await.unwrap_or_else(|e| panic!("step {step}: kill {who}: {e}"));
+        rt.kill(who)
+            .await
+            .unwrap_or_else(|e| panic!("step {step}: kill {who}: {e}"));
         if model.dead {
             let exit = tokio::time::timeout(Duration::from_secs(10), rt.exited())
                 .await
@@ -130,22 +134,31 @@ async fn check(strategy: Strategy, max_root: u32, max_s1: u32, kills: Vec<usize>
         for n in ALL {
             if model.gen[n] != before[n] {
                 let old = seen[n].1.clone();
-                wait_until(&format!("step {step} ({who}): {n} restarted"), Duration::from_secs(10), || {
-                    let now = ids(&rt, n);
-                    !now.is_empty() && now != old && status(&rt, n) == Status::Running
-                })
+                wait_until(
+                    &format!("step {step} ({who}): {n} restarted"),
+                    Duration::from_secs(10),
+                    || {
+                        let now = ids(&rt, n);
+                        !now.is_empty() && now != old && status(&rt, n) == Status::Running
+                    },
+                )
                 .await;
             }
         }
         for n in ALL {
-            wait_until(&format!("step {step}: {n} running"), Duration::from_secs(10), || {
-                status(&rt, n) == Status::Running
-            })
+            wait_until(
+                &format!("step {step}: {n} running"),
+                Duration::from_secs(10),
+                || status(&rt, n) == Status::Running,
+            )
             .await;
             let now = ids(&rt, n);
             let changed = now != seen[n].1;
             let predicted = model.gen[n] != seen[n].0;
-            assert_eq!(changed, predicted, "step {step} kill {who}: {n} changed={changed}, model={predicted}, kills={kills:?}");
+            assert_eq!(
+                changed, predicted,
+                "step {step} kill {who}: {n} changed={changed}, model={predicted}, kills={kills:?}"
+            );
             seen.insert(n, (model.gen[n], now));
         }
     }

@@ -150,7 +150,11 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
         return Ok(Outcome::Failed);
     }
     if env.deadline_ms.is_some_and(|d| d <= now_ms()) {
-        slot.dead_letter(st.replica, DeadReason::DeadlineExceeded, "deadline passed before handling");
+        slot.dead_letter(
+            st.replica,
+            DeadReason::DeadlineExceeded,
+            "deadline passed before handling",
+        );
         return Ok(Outcome::Failed);
     }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
@@ -168,7 +172,10 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
         }
         behaviour.handle(&mut ctx).await
     };
-    let result = match tokio::time::timeout(spec.timeout, run).instrument(span).await {
+    let result = match tokio::time::timeout(spec.timeout, run)
+        .instrument(span)
+        .await
+    {
         Ok(r) => r,
         Err(_) => Err(AgentError::retryable(format!(
             "timeout: no result within {:?}",
@@ -210,7 +217,10 @@ fn commit(st: &mut HostState, ctx: Context) -> bool {
     };
     st.slot.ack(st.replica, new_state);
     for out in emits {
-        if let Err(e) = st.registry.send_caused(&out.to, out.payload, &message, None) {
+        if let Err(e) = st
+            .registry
+            .send_caused(&out.to, out.payload, &message, None)
+        {
             tracing::warn!(agent = %st.slot.name, error = %e, "emit refused");
         }
     }
@@ -221,7 +231,9 @@ fn commit(st: &mut HostState, ctx: Context) -> bool {
                 Some(to) => {
                     let _ = st.registry.send_caused(&to, reply, &message, None);
                 }
-                None => tracing::warn!(agent = %st.slot.name, to = %name, "reply to unknown agent dropped"),
+                None => {
+                    tracing::warn!(agent = %st.slot.name, to = %name, "reply to unknown agent dropped")
+                }
             },
             None => {}
         }

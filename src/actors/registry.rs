@@ -95,7 +95,12 @@ impl Registry {
     }
 
     /// Accepts a message for `to` from outside the tree.
-    pub fn send(&self, to: &str, payload: Value, opts: SendOptions) -> Result<MessageId, SendError> {
+    pub fn send(
+        &self,
+        to: &str,
+        payload: Value,
+        opts: SendOptions,
+    ) -> Result<MessageId, SendError> {
         let slot = self
             .get(to)
             .ok_or_else(|| SendError::UnknownAgent(self.unknown_agent(to)))?;
@@ -104,7 +109,11 @@ impl Registry {
 
     /// Accepts a message for an agent already resolved with [`Registry::get`]
     /// (a sender that sends often keeps the slot, as it would keep an `ActorRef`).
-    pub fn send_to(slot: &AgentSlot, payload: Value, opts: SendOptions) -> Result<MessageId, SendError> {
+    pub fn send_to(
+        slot: &AgentSlot,
+        payload: Value,
+        opts: SendOptions,
+    ) -> Result<MessageId, SendError> {
         let to = &*slot.name;
         let id = slot.next_id();
         let now = now_ms();

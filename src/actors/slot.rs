@@ -75,7 +75,9 @@ pub enum SendError {
     #[error("{0}")]
     UnknownAgent(String),
     /// The mailbox holds `capacity` messages already.
-    #[error("mailbox of '{agent}' is full ({capacity} messages); retry later or raise mailbox_capacity")]
+    #[error(
+        "mailbox of '{agent}' is full ({capacity} messages); retry later or raise mailbox_capacity"
+    )]
     MailboxFull {
         /// The agent.
         agent: String,
@@ -346,7 +348,9 @@ impl AgentSlot {
     pub fn purge_dead(&self, id: Option<&MessageId>) -> usize {
         let mut inner = self.lock();
         let before = inner.dead.len();
-        inner.dead.retain(|d| id.is_some_and(|id| &d.envelope.id != id));
+        inner
+            .dead
+            .retain(|d| id.is_some_and(|id| &d.envelope.id != id));
         before - inner.dead.len()
     }
 }

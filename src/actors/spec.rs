@@ -98,7 +98,9 @@ impl AgentSpec {
             return Err(format!("agent '{name}': replicas must be at least 1"));
         }
         if self.mailbox_capacity == 0 {
-            return Err(format!("agent '{name}': mailbox_capacity must be at least 1"));
+            return Err(format!(
+                "agent '{name}': mailbox_capacity must be at least 1"
+            ));
         }
         if self.max_attempts == 0 {
             return Err(format!("agent '{name}': max_attempts must be at least 1"));

@@ -48,7 +48,9 @@ pub(super) async fn run(n: u64, workers: u64) -> Vec<BenchResult> {
         a.mailbox_capacity = n as usize + 1;
         tree = tree.child(ChildSpec::agent(a));
     }
-    let rt = Runtime::start(tree, kinds).await.expect("bench tree starts");
+    let rt = Runtime::start(tree, kinds)
+        .await
+        .expect("bench tree starts");
     let slots: Vec<_> = (0..workers)
         .map(|w| rt.agent(&format!("w{w}")).expect("slot"))
         .collect();

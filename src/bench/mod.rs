@@ -80,7 +80,8 @@ impl BenchResult {
     fn latencies(mut self, samples_ns: &mut [u64]) -> Self {
         samples_ns.sort_unstable();
         let pick = |q: f64| {
-            let i = ((samples_ns.len() as f64 * q) as usize).min(samples_ns.len().saturating_sub(1));
+            let i =
+                ((samples_ns.len() as f64 * q) as usize).min(samples_ns.len().saturating_sub(1));
             samples_ns.get(i).map(|v| *v as f64 / 1000.0)
         };
         self.p50_us = pick(0.5);

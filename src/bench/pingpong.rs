@@ -70,7 +70,9 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     let tree = SupervisorSpec::new("root")
         .child(agent("ping", "bench_ping"))
         .child(agent("pong", "bench_pong"));
-    let rt = Runtime::start(tree, kinds).await.expect("bench tree starts");
+    let rt = Runtime::start(tree, kinds)
+        .await
+        .expect("bench tree starts");
     let mut pass = async |k: u64| {
         rt.send("ping", json!(k)).expect("send");
         rx.recv().await.expect("ping reports")

@@ -22,7 +22,9 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     let tree = SupervisorSpec::new("root")
         .intensity(100_000, Duration::from_secs(1))
         .child(ChildSpec::agent(w).shutdown(Shutdown::BrutalKill));
-    let rt = Runtime::start(tree, Kinds::builtin()).await.expect("bench tree starts");
+    let rt = Runtime::start(tree, Kinds::builtin())
+        .await
+        .expect("bench tree starts");
     let node = rt.tree_context().node("anchor_worker").expect("node");
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -32,14 +34,19 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     for _ in 0..n {
         let old = node.actor_ids();
         let t0 = Instant::now();
-        rt.send("anchor_worker", json!({"fault": "panic"})).expect("send");
+        rt.send("anchor_worker", json!({"fault": "panic"}))
+            .expect("send");
         loop {
             polls += 1;
             let now = node.actor_ids();
-            if !now.is_empty() && now != old {
-                if rt.call("anchor_worker", json!("ping"), Duration::from_secs(5)).await.is_ok() {
-                    break;
-                }
+            if !now.is_empty()
+                && now != old
+                && rt
+                    .call("anchor_worker", json!("ping"), Duration::from_secs(5))
+                    .await
+                    .is_ok()
+            {
+                break;
             }
             tokio::task::yield_now().await;
         }

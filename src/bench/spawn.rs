@@ -16,7 +16,9 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
         .expect("bench tree starts");
     let specs: Vec<ChildSpec> = (0..n)
         .map(|i| {
-            ChildSpec::agent(AgentSpec::new(format!("idle-{i}"), "echo").mailbox(MailboxKind::Memory))
+            ChildSpec::agent(
+                AgentSpec::new(format!("idle-{i}"), "echo").mailbox(MailboxKind::Memory),
+            )
         })
         .collect();
     let before = rss_bytes();

@@ -56,9 +56,15 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
     let top = Section::new(file, "", table);
     top.check_keys(TOP)?;
     let empty = Table::new();
-    let daemon = daemon(&top.table("daemon")?.unwrap_or(Section::new(file, "daemon", &empty)))?;
-    let telemetry =
-        telemetry(&top.table("telemetry")?.unwrap_or(Section::new(file, "telemetry", &empty)))?;
+    let daemon = daemon(
+        &top.table("daemon")?
+            .unwrap_or(Section::new(file, "daemon", &empty)),
+    )?;
+    let telemetry = telemetry(&top.table("telemetry")?.unwrap_or(Section::new(
+        file,
+        "telemetry",
+        &empty,
+    )))?;
     let limits = named_tables(&top, "limits")?
         .into_iter()
         .map(|(name, s)| Ok((name, limit(&s)?)))
@@ -66,7 +72,6 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
     let supervisors = named_tables(&top, "supervisor")?;
     let agents = named_tables(&top, "agent")?;
     let mut tree = TreeBuilder {
-        file,
         kinds,
         limits: &limits,
         supervisors: &supervisors,
@@ -86,7 +91,8 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
         return Err(ConfigError {
             file: file.into(),
             key: "supervisor.root".into(),
-            reason: "not defined; the tree starts at [supervisor.root] with its ordered children".into(),
+            reason: "not defined; the tree starts at [supervisor.root] with its ordered children"
+                .into(),
         });
     };
     let root = tree.supervisor("root", root)?;
@@ -117,7 +123,11 @@ fn named_tables<'a>(
     let mut out = BTreeMap::new();
     for name in group.table.keys() {
         let s = group.table(name)?.expect("key exists");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
             return Err(s.err("", "names may use letters, digits, '_', '-' and '.' only"));
         }
         out.insert(name.clone(), s);
@@ -150,8 +160,12 @@ fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
 fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
     s.check_keys(TELEMETRY)?;
     let log = s.str("log")?.unwrap_or("info").to_string();
-    tracing_subscriber::EnvFilter::try_new(&log)
-        .map_err(|e| s.err("log", format!("not a valid tracing filter ({e}); try \"info\" or \"warden=debug\"")))?;
+    tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| {
+        s.err(
+            "log",
+            format!("not a valid tracing filter ({e}); try \"info\" or \"warden=debug\""),
+        )
+    })?;
     let otlp_endpoint = s.str("otlp_endpoint")?.map(str::to_string);
     if let Some(ep) = &otlp_endpoint {
         if !(ep.starts_with("http://") || ep.starts_with("https://")) {
@@ -161,7 +175,10 @@ fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
     let metrics_listen = match s.str("metrics_listen")? {
         None => None,
         Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
-            s.err("metrics_listen", format!("\"{a}\" is not an address with a port, such as \"127.0.0.1:9464\""))
+            s.err(
+                "metrics_listen",
+                format!("\"{a}\" is not an address with a port, such as \"127.0.0.1:9464\""),
+            )
         })?),
     };
     Ok(TelemetryConfig {
@@ -180,10 +197,19 @@ fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
         burst: s.int("burst", 1, u32::MAX as i64)?.map(|b| b as u32),
     };
     if l.requests_per_second.is_some() && l.requests_per_minute.is_some() {
-        return Err(s.err("requests_per_minute", "set either requests_per_second or requests_per_minute, not both"));
+        return Err(s.err(
+            "requests_per_minute",
+            "set either requests_per_second or requests_per_minute, not both",
+        ));
     }
-    if l.requests_per_second.is_none() && l.requests_per_minute.is_none() && l.tokens_per_minute.is_none() {
-        return Err(s.err("", "a limiter needs requests_per_second, requests_per_minute or tokens_per_minute"));
+    if l.requests_per_second.is_none()
+        && l.requests_per_minute.is_none()
+        && l.tokens_per_minute.is_none()
+    {
+        return Err(s.err(
+            "",
+            "a limiter needs requests_per_second, requests_per_minute or tokens_per_minute",
+        ));
     }
     Ok(l)
 }
@@ -202,13 +228,18 @@ fn backoff(s: &Section, base: Backoff) -> Result<Backoff, ConfigError> {
 fn restart_backoff(s: &Section) -> Result<RestartBackoff, ConfigError> {
     s.check_keys(RESTART_BACKOFF)?;
     Ok(RestartBackoff {
-        backoff: backoff(s, Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-            multiplier: 2.0,
-            jitter: 0.2,
-        })?,
-        reset_after: s.duration("reset_after")?.unwrap_or(Duration::from_secs(30)),
+        backoff: backoff(
+            s,
+            Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+                multiplier: 2.0,
+                jitter: 0.2,
+            },
+        )?,
+        reset_after: s
+            .duration("reset_after")?
+            .unwrap_or(Duration::from_secs(30)),
     })
 }
 
@@ -234,7 +265,6 @@ fn child_common(
 }
 
 struct TreeBuilder<'a, 'b> {
-    file: &'a str,
     kinds: &'a Kinds,
     limits: &'a BTreeMap<String, LimitSpec>,
     supervisors: &'a BTreeMap<String, Section<'b>>,
@@ -248,14 +278,17 @@ struct TreeBuilder<'a, 'b> {
 impl TreeBuilder<'_, '_> {
     fn supervisor(&mut self, name: &str, s: &Section) -> Result<SupervisorSpec, ConfigError> {
         s.check_keys(SUPERVISOR)?;
-        let strategy = match s.choice("strategy", &["one_for_one", "one_for_all", "rest_for_one"])? {
-            Some("one_for_all") => Strategy::OneForAll,
-            Some("rest_for_one") => Strategy::RestForOne,
-            _ => Strategy::OneForOne,
-        };
+        let strategy =
+            match s.choice("strategy", &["one_for_one", "one_for_all", "rest_for_one"])? {
+                Some("one_for_all") => Strategy::OneForAll,
+                Some("rest_for_one") => Strategy::RestForOne,
+                _ => Strategy::OneForOne,
+            };
         let d = Intensity::default();
         let intensity = Intensity {
-            max_restarts: s.int("max_restarts", 0, u32::MAX as i64)?.map_or(d.max_restarts, |v| v as u32),
+            max_restarts: s
+                .int("max_restarts", 0, u32::MAX as i64)?
+                .map_or(d.max_restarts, |v| v as u32),
             within: s.duration("within")?.unwrap_or(d.within),
         };
         if intensity.within.is_zero() {
@@ -268,24 +301,54 @@ impl TreeBuilder<'_, '_> {
             if self.stack.iter().any(|n| n == child) {
                 let mut path = self.stack.clone();
                 path.push(child.clone());
-                return Err(s.err("children", format!("cycle: {}; a supervisor cannot contain itself", path.join(" -> "))));
+                return Err(s.err(
+                    "children",
+                    format!(
+                        "cycle: {}; a supervisor cannot contain itself",
+                        path.join(" -> ")
+                    ),
+                ));
             }
             if let Some(p) = self.parent.get(child) {
-                let where_ = if p == name { "listed twice here".to_string() } else { format!("already a child of '{p}'") };
-                return Err(s.err("children", format!("'{child}' is {where_}; every child has exactly one supervisor")));
+                let where_ = if p == name {
+                    "listed twice here".to_string()
+                } else {
+                    format!("already a child of '{p}'")
+                };
+                return Err(s.err(
+                    "children",
+                    format!("'{child}' is {where_}; every child has exactly one supervisor"),
+                ));
             }
             self.parent.insert(child.clone(), name.to_string());
             if let Some(cs) = self.supervisors.get(child) {
                 let spec = self.supervisor(child, cs)?;
                 let (restart, shutdown, rb) = child_common(cs, Shutdown::Infinity)?;
-                children.push(ChildSpec { restart, shutdown, restart_backoff: rb, kind: ChildKind::Supervisor(spec) });
+                children.push(ChildSpec {
+                    restart,
+                    shutdown,
+                    restart_backoff: rb,
+                    kind: ChildKind::Supervisor(spec),
+                });
             } else if let Some(a) = self.agents.get(child) {
-                let (restart, shutdown, rb) = child_common(a, Shutdown::Timeout(Duration::from_secs(5)))?;
+                let (restart, shutdown, rb) =
+                    child_common(a, Shutdown::Timeout(Duration::from_secs(5)))?;
                 let spec = self.agent(child, a)?;
-                children.push(ChildSpec { restart, shutdown, restart_backoff: rb, kind: ChildKind::Agent(spec) });
+                children.push(ChildSpec {
+                    restart,
+                    shutdown,
+                    restart_backoff: rb,
+                    kind: ChildKind::Agent(spec),
+                });
             } else {
-                let known = self.supervisors.keys().chain(self.agents.keys()).map(String::as_str);
-                let hint = crate::util::nearest(child, known).map(|n| format!("did you mean '{n}'? ")).unwrap_or_default();
+                let known = self
+                    .supervisors
+                    .keys()
+                    .chain(self.agents.keys())
+                    .map(String::as_str);
+                let hint = crate::util::nearest(child, known)
+                    .map(|n| format!("did you mean '{n}'? "))
+                    .unwrap_or_default();
                 return Err(s.err("children", format!("'{child}' is not defined; {hint}define [agent.{child}] or [supervisor.{child}]")));
             }
         }
@@ -294,21 +357,45 @@ impl TreeBuilder<'_, '_> {
             // root has no parent, so its own restart keys would mean nothing
             for k in ["restart", "shutdown", "restart_backoff"] {
                 if s.table.contains_key(k) {
-                    return Err(s.err(k, "root has no parent to restart or stop it; remove this key"));
+                    return Err(s.err(
+                        k,
+                        "root has no parent to restart or stop it; remove this key",
+                    ));
                 }
             }
         }
-        Ok(SupervisorSpec { name: name.to_string(), strategy, intensity, children })
+        Ok(SupervisorSpec {
+            name: name.to_string(),
+            strategy,
+            intensity,
+            children,
+        })
     }
 
     fn agent(&self, name: &str, s: &Section) -> Result<AgentSpec, ConfigError> {
         let kind = match s.str("kind")? {
             Some(k) => k,
-            None => return Err(s.err("kind", format!("missing; every agent needs a kind ({})", self.kinds.names().join(", ")))),
+            None => {
+                return Err(s.err(
+                    "kind",
+                    format!(
+                        "missing; every agent needs a kind ({})",
+                        self.kinds.names().join(", ")
+                    ),
+                ))
+            }
         };
         let Some(info) = self.kinds.get(kind) else {
-            let hint = crate::util::nearest(kind, self.kinds.names()).map(|n| format!("did you mean \"{n}\"? ")).unwrap_or_default();
-            return Err(s.err("kind", format!("unknown kind \"{kind}\"; {hint}known kinds: {}", self.kinds.names().join(", "))));
+            let hint = crate::util::nearest(kind, self.kinds.names())
+                .map(|n| format!("did you mean \"{n}\"? "))
+                .unwrap_or_default();
+            return Err(s.err(
+                "kind",
+                format!(
+                    "unknown kind \"{kind}\"; {hint}known kinds: {}",
+                    self.kinds.names().join(", ")
+                ),
+            ));
         };
         let mut allowed: Vec<&str> = AGENT.to_vec();
         allowed.extend_from_slice(info.options);
@@ -325,10 +412,14 @@ impl TreeBuilder<'_, '_> {
                 Some(_) => MailboxKind::Durable,
                 None => d.mailbox,
             },
-            mailbox_capacity: s.int("mailbox_capacity", 1, i64::from(u32::MAX))?.map_or(d.mailbox_capacity, |v| v as usize),
+            mailbox_capacity: s
+                .int("mailbox_capacity", 1, i64::from(u32::MAX))?
+                .map_or(d.mailbox_capacity, |v| v as usize),
             replicas: s.int("replicas", 1, 1024)?.map_or(d.replicas, |v| v as u32),
             timeout: s.duration("timeout")?.unwrap_or(d.timeout),
-            max_attempts: s.int("max_attempts", 1, 1_000_000)?.map_or(d.max_attempts, |v| v as u32),
+            max_attempts: s
+                .int("max_attempts", 1, 1_000_000)?
+                .map_or(d.max_attempts, |v| v as u32),
             backoff: match s.table("backoff")? {
                 Some(b) => {
                     b.check_keys(BACKOFF)?;
@@ -336,7 +427,9 @@ impl TreeBuilder<'_, '_> {
                 }
                 None => d.backoff,
             },
-            hop_budget: s.int("hop_budget", 0, 1_000_000)?.map_or(d.hop_budget, |v| v as u32),
+            hop_budget: s
+                .int("hop_budget", 0, 1_000_000)?
+                .map_or(d.hop_budget, |v| v as u32),
             limits: s.strings("limits")?.unwrap_or_default(),
             accept_faults: s.bool("accept_faults")?.unwrap_or(false),
             ..d
@@ -346,8 +439,13 @@ impl TreeBuilder<'_, '_> {
         }
         for l in &spec.limits {
             if !self.limits.contains_key(l) {
-                let hint = crate::util::nearest(l, self.limits.keys().map(String::as_str)).map(|n| format!("did you mean '{n}'? ")).unwrap_or_default();
-                return Err(s.err("limits", format!("no limiter '{l}'; {hint}define it as [limits.{l}]")));
+                let hint = crate::util::nearest(l, self.limits.keys().map(String::as_str))
+                    .map(|n| format!("did you mean '{n}'? "))
+                    .unwrap_or_default();
+                return Err(s.err(
+                    "limits",
+                    format!("no limiter '{l}'; {hint}define it as [limits.{l}]"),
+                ));
             }
         }
         for opt in info.options {
@@ -360,7 +458,10 @@ impl TreeBuilder<'_, '_> {
             if s.table.contains_key(*list) {
                 for target in s.strings(list)?.unwrap_or_default() {
                     if !self.agents.contains_key(&target) {
-                        let hint = crate::util::nearest(&target, self.agents.keys().map(String::as_str)).map(|n| format!("; did you mean '{n}'?")).unwrap_or_default();
+                        let hint =
+                            crate::util::nearest(&target, self.agents.keys().map(String::as_str))
+                                .map(|n| format!("; did you mean '{n}'?"))
+                                .unwrap_or_default();
                         return Err(s.err(list, format!("no agent '{target}'{hint}")));
                     }
                 }
@@ -371,7 +472,6 @@ impl TreeBuilder<'_, '_> {
                 return Err(s.err("path", "must not be empty"));
             }
         }
-        let _ = self.file;
         Ok(spec)
     }
 }

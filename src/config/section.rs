@@ -67,7 +67,10 @@ impl<'a> Section<'a> {
     }
 
     fn type_err(&self, key: &str, want: &str, got: &Value) -> ConfigError {
-        self.err(key, format!("expected {want}, got {} {got}", got.type_str()))
+        self.err(
+            key,
+            format!("expected {want}, got {} {got}", got.type_str()),
+        )
     }
 
     pub(crate) fn str(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
@@ -91,10 +94,9 @@ impl<'a> Section<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
-            Some(Value::Integer(i)) => Err(self.err(
-                key,
-                format!("must be between {min} and {max}, got {i}"),
-            )),
+            Some(Value::Integer(i)) => {
+                Err(self.err(key, format!("must be between {min} and {max}, got {i}")))
+            }
             Some(v) => Err(self.type_err(key, "a whole number", v)),
         }
     }
@@ -114,7 +116,11 @@ impl<'a> Section<'a> {
     }
 
     /// One of `choices`.
-    pub(crate) fn choice(&self, key: &str, choices: &[&str]) -> Result<Option<&'a str>, ConfigError> {
+    pub(crate) fn choice(
+        &self,
+        key: &str,
+        choices: &[&str],
+    ) -> Result<Option<&'a str>, ConfigError> {
         let Some(s) = self.str(key)? else {
             return Ok(None);
         };
@@ -153,9 +159,7 @@ impl<'a> Section<'a> {
             Some(Value::String(s)) if s == "infinity" => Ok(Some(Shutdown::Infinity)),
             Some(Value::String(s)) => parse_duration(s)
                 .map(|d| Some(Shutdown::Timeout(d)))
-                .map_err(|r| {
-                    self.err(key, format!("{r}, or \"brutal_kill\", or \"infinity\""))
-                }),
+                .map_err(|r| self.err(key, format!("{r}, or \"brutal_kill\", or \"infinity\""))),
             None => Ok(None),
             Some(v) => Err(self.type_err(key, "a duration, \"brutal_kill\" or \"infinity\"", v)),
         }

@@ -12,6 +12,8 @@ pub mod supervisor;
 pub mod tree;
 
 pub use restart::{Exit, EXIT_NORMAL, EXIT_SHUTDOWN};
-pub use spec::{ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec};
+pub use spec::{
+    ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
+};
 pub use supervisor::{ChildInfo, ControlError, ControlOp};
 pub use tree::{Status, TreeContext, TreeEvent, TreeSnapshot};

@@ -381,7 +381,9 @@ impl SupState {
                 tracing::warn!(supervisor = %self.name, child = %name, error = %e, "restart failed");
                 self.tree.event("failed", &name, Some(e.clone()));
                 if !self.window.add_restart(Instant::now()) {
-                    return self.give_up(format!("child '{name}' failed to restart: {e}")).await;
+                    return self
+                        .give_up(format!("child '{name}' failed to restart: {e}"))
+                        .await;
                 }
                 let rest: Vec<(usize, u64)> = order[k..]
                     .iter()
@@ -506,9 +508,9 @@ impl SupState {
         name: &str,
         myself: &ActorRef<SupMsg>,
     ) -> Result<(), ControlError> {
-        let i = self
-            .index_of(name)
-            .ok_or_else(|| ControlError::NotFound(format!("no child '{name}' in '{}'", self.name)))?;
+        let i = self.index_of(name).ok_or_else(|| {
+            ControlError::NotFound(format!("no child '{name}' in '{}'", self.name))
+        })?;
         let status = self.children[i].node.status();
         match op {
             ControlOp::Stop => {
@@ -563,7 +565,8 @@ impl SupState {
         self.tree
             .add_child_nodes(&spec.kind, &self.name)
             .map_err(ControlError::Invalid)?;
-        let child = new_child(&self.tree, spec).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let child =
+            new_child(&self.tree, spec).map_err(|e| ControlError::Invalid(e.to_string()))?;
         let name = child.name.clone();
         self.children.push(child);
         self.tree.push_child(&self.name, &name);
@@ -585,7 +588,12 @@ impl SupState {
                 },
                 restart: c.spec.restart.as_str(),
                 status: c.node.status(),
-                actor_ids: c.cells.iter().flatten().map(|c| c.get_id().to_string()).collect(),
+                actor_ids: c
+                    .cells
+                    .iter()
+                    .flatten()
+                    .map(|c| c.get_id().to_string())
+                    .collect(),
             })
             .collect()
     }

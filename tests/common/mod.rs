@@ -96,9 +96,11 @@ impl Daemon {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        wait_until_blocking(&format!("daemon log to contain {needle:?}"), timeout, || {
-            self.log_text().contains(needle)
-        });
+        wait_until_blocking(
+            &format!("daemon log to contain {needle:?}"),
+            timeout,
+            || self.log_text().contains(needle),
+        );
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -115,7 +117,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("daemon did not exit within {timeout:?}; log:\n{}", self.log_text());
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -25,7 +25,12 @@ struct Counter {
 impl Agent for Counter {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
         self.mem += 1;
-        let count = ctx.state().get("count").and_then(Value::as_u64).unwrap_or(0) + 1;
+        let count = ctx
+            .state()
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            + 1;
         ctx.set_state(json!({ "count": count }));
         ctx.reply(json!({ "mem": self.mem, "count": count }));
         Ok(())
@@ -83,10 +88,14 @@ pub fn restarts(rt: &Runtime, name: &str) -> u64 {
 
 /// Waits until `name` runs an incarnation other than `old`.
 pub async fn wait_restarted(rt: &Runtime, name: &str, old: &[ActorId]) {
-    super::wait_until(&format!("{name} restarted"), Duration::from_secs(10), || {
-        let now = ids(rt, name);
-        !now.is_empty() && now != old && status(rt, name) == Status::Running
-    })
+    super::wait_until(
+        &format!("{name} restarted"),
+        Duration::from_secs(10),
+        || {
+            let now = ids(rt, name);
+            !now.is_empty() && now != old && status(rt, name) == Status::Running
+        },
+    )
     .await;
 }
 

@@ -54,7 +54,11 @@ pub(super) fn info() -> KindInfo {
             let path = Path::new(path);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    format!("agent '{}': cannot create {}: {e}", spec.name, dir.display())
+                    format!(
+                        "agent '{}': cannot create {}: {e}",
+                        spec.name,
+                        dir.display()
+                    )
                 })?;
             }
             let file = OpenOptions::new()
