@@ -231,8 +231,10 @@ impl AgentSlot {
                 dead_ms: now_ms(),
             });
             self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target: "warden.dead_letter", agent = %self.name, message_id = %env.id,
-                reason = ?reason, attempts = env.attempt, last_error = error, "message dead-lettered");
+            let _span =
+                tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
+                    .entered();
+            tracing::warn!(reason = ?reason, attempts = env.attempt, last_error = error, "message dead-lettered");
         } else {
             let delay = self.spec.backoff.delay(env.attempt);
             inner.queue.push_front(Queued {
