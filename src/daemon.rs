@@ -2,7 +2,9 @@
 //!
 //! Order: the config is loaded and validated before anything is opened or created
 //! (an invalid config exits 2 with file, key and reason); logging starts; the data
-//! directory is created (mode 0700); the tree starts, children in declared order.
+//! directory is created (mode 0700); the store is opened and recovered (a newer
+//! format or an unopenable store exits 1); the tree starts, children in declared
+//! order, each durable agent resuming from its state and unacked messages.
 //! Then the daemon waits for SIGTERM or SIGINT (graceful shutdown: children stop in
 //! reverse order within their `shutdown` timeouts, the whole tree within
 //! `daemon.shutdown_timeout`; exit 0) or for root to give up past its restart
@@ -12,10 +14,11 @@ use std::path::Path;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::actors::{Kinds, MailboxKind};
+use crate::actors::Kinds;
 use crate::config::Config;
 use crate::runtime::{RootExit, Runtime};
-use crate::supervision::{ChildKind, SupervisorSpec};
+use crate::store::{Store, StoreOptions};
+use crate::supervision::tree::Durable;
 
 /// Exit code: the daemon stopped on request.
 pub const EXIT_OK: i32 = 0;
@@ -38,9 +41,26 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
         tracing::error!(dir = %config.daemon.data_dir.display(), error = %e, "cannot create the data directory");
         return EXIT_FAILED;
     }
-    if uses_durable(&config.tree) {
-        tracing::warn!("durable mailboxes are not implemented yet: messages are kept in memory and lost if the daemon dies");
-    }
+    let store_dir = config.daemon.data_dir.join("store");
+    let opts = StoreOptions {
+        durability: config.daemon.durability,
+        max_batch: config.daemon.commit_max_batch,
+        max_delay: config.daemon.commit_max_delay,
+    };
+    let (store, recovered) = match Store::open(&store_dir, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(store = %store_dir.display(), error = %e, "cannot open the store");
+            return EXIT_FAILED;
+        }
+    };
+    let pending: usize = recovered.agents.values().map(|a| a.queue.len()).sum();
+    tracing::info!(store = %store_dir.display(), pending, quarantined = recovered.quarantined, "store opened");
+    let durable = Durable {
+        store: store.clone(),
+        recovered: std::sync::Mutex::new(recovered),
+        retention: config.daemon.idempotency_retention,
+    };
     let mut term = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -51,7 +71,7 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let runtime = match Runtime::start(config.tree.clone(), kinds).await {
+    let runtime = match Runtime::start_with(config.tree.clone(), kinds, Some(durable)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "the tree failed to start");
@@ -59,9 +79,39 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
         }
     };
     tracing::info!(pid = std::process::id(), config = %config.file, "warden started");
+    let code = serve(&runtime, &config, &mut term).await;
+    store.close();
+    code
+}
+
+async fn serve(
+    runtime: &Runtime,
+    config: &Config,
+    term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+) -> i32 {
+    let mut gc = tokio::time::interval(std::time::Duration::from_secs(60));
+    gc.tick().await;
+    loop {
+        tokio::select! {
+            _ = gc.tick() => {
+                let n = runtime.expire_keys();
+                if n > 0 {
+                    tracing::debug!(expired = n, "idempotency keys expired");
+                }
+            }
+            code = wait_for_end(runtime, config, term) => return code,
+        }
+    }
+}
+
+async fn wait_for_end(
+    runtime: &Runtime,
+    config: &Config,
+    term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+) -> i32 {
     tokio::select! {
-        _ = term.0.recv() => shutdown(&runtime, &config, "SIGTERM").await,
-        _ = term.1.recv() => shutdown(&runtime, &config, "SIGINT").await,
+        _ = term.0.recv() => shutdown(runtime, config, "SIGTERM").await,
+        _ = term.1.recv() => shutdown(runtime, config, "SIGINT").await,
         exit = runtime.exited() => match exit {
             RootExit::GaveUp(why) => {
                 tracing::error!(reason = %why, "root supervisor gave up; stopping the daemon");
@@ -87,13 +137,6 @@ async fn shutdown(runtime: &Runtime, config: &Config, why: &str) -> i32 {
             EXIT_FAILED
         }
     }
-}
-
-fn uses_durable(s: &SupervisorSpec) -> bool {
-    s.children.iter().any(|c| match &c.kind {
-        ChildKind::Agent(a) => a.mailbox == MailboxKind::Durable,
-        ChildKind::Supervisor(s) => uses_durable(s),
-    })
 }
 
 /// Creates `dir` (and parents) and makes it private to this user (0700).

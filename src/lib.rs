@@ -11,6 +11,8 @@
 //! - [`supervision`]: supervisor actors, child specs, strategies, restart intensity,
 //!   the tree view and lifecycle events.
 //! - [`policies`]: per-message policies (backoff now; limits, breakers to come).
+//! - [`store`]: the sled store: durable mailboxes, attempts, state, dead letters,
+//!   idempotency keys; group commit; recovery and quarantine.
 //! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
 //! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
@@ -32,6 +34,7 @@ pub mod daemon;
 pub mod envelope;
 pub mod policies;
 pub mod runtime;
+pub mod store;
 pub mod supervision;
 pub mod telemetry;
 mod util;

@@ -12,9 +12,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::actors::slot::Sent;
 use crate::actors::{AgentSlot, CallError, Kinds, SendError, SendOptions};
 use crate::envelope::MessageId;
+use crate::store::Store;
 use crate::supervision::supervisor::{SupMsg, Supervisor, SupervisorArgs};
+use crate::supervision::tree::Durable;
 use crate::supervision::{
     ChildInfo, ChildSpec, ControlError, ControlOp, Exit, Status, SupervisorSpec, TreeContext,
     TreeEvent, TreeSnapshot,
@@ -139,8 +142,28 @@ pub struct Runtime {
 impl Runtime {
     /// Validates `spec`, starts the tree (children in declared order) and returns once
     /// every child has started.
+    /// Every mailbox lives in memory (`mailbox = "durable"` included).
     pub async fn start(spec: SupervisorSpec, kinds: Kinds) -> Result<Runtime, StartError> {
-        let tree = TreeContext::new(&spec, kinds).map_err(StartError::Invalid)?;
+        Self::start_with(spec, kinds, None).await
+    }
+
+    /// Like [`Runtime::start`], with durable mailboxes kept in `durable`'s store and
+    /// resumed from what it recovered.
+    pub async fn start_with(
+        spec: SupervisorSpec,
+        kinds: Kinds,
+        durable: Option<Durable>,
+    ) -> Result<Runtime, StartError> {
+        let tree = TreeContext::new(&spec, kinds, durable).map_err(StartError::Invalid)?;
+        if let Some(d) = &tree.durable {
+            let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
+            for (agent, r) in &left.agents {
+                if !r.queue.is_empty() || !r.dead.is_empty() {
+                    tracing::warn!(%agent, pending = r.queue.len(), dead_letters = r.dead.len(),
+                        "the store holds messages for an agent the config no longer has (or no longer keeps durable); they are kept on disk");
+                }
+            }
+        }
         let root_name = spec.name.clone();
         let (tx, rx) = watch::channel(None);
         let args = GuardianArgs {
@@ -171,19 +194,42 @@ impl Runtime {
         &self.tree
     }
 
-    /// Accepts a message for agent `to`.
-    pub fn send(&self, to: &str, payload: Value) -> Result<MessageId, SendError> {
-        self.tree.registry.send(to, payload, SendOptions::default())
+    /// Accepts a message for agent `to`; returns once it is accepted (durable
+    /// mailboxes: flushed to the store).
+    pub async fn send(&self, to: &str, payload: Value) -> Result<MessageId, SendError> {
+        Ok(self
+            .tree
+            .registry
+            .send(to, payload, SendOptions::default())
+            .await?
+            .message_id)
     }
 
     /// Accepts a message with options (correlation, key, deadline, reply-to).
-    pub fn send_with(
+    pub async fn send_with(
         &self,
         to: &str,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<MessageId, SendError> {
-        self.tree.registry.send(to, payload, opts)
+    ) -> Result<Sent, SendError> {
+        self.tree.registry.send(to, payload, opts).await
+    }
+
+    /// The store, when the tree has durable mailboxes.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.tree.durable.as_ref().map(|d| &d.store)
+    }
+
+    /// Forgets expired idempotency keys of every agent; returns how many.
+    pub fn expire_keys(&self) -> usize {
+        let now = crate::envelope::now_ms();
+        self.tree
+            .registry
+            .names()
+            .iter()
+            .filter_map(|n| self.tree.registry.get(n))
+            .map(|s| s.expire_keys(now))
+            .sum()
     }
 
     /// Sends and waits for the agent's reply.

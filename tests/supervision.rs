@@ -41,7 +41,9 @@ async fn restart_case(restart: Restart, how: How) -> bool {
     };
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    rt.send("w", json!({"fault": fault, "times": 1})).unwrap();
+    rt.send("w", json!({"fault": fault, "times": 1}))
+        .await
+        .unwrap();
     wait_until("w exited or restarted", T, || {
         let now = ids(&rt, "w");
         matches!(status(&rt, "w"), Status::Stopped | Status::Failed)
@@ -237,6 +239,7 @@ async fn child_ignoring_stop_is_killed_after_shutdown_timeout() {
     let (rt, stops) = start(tree).await;
     let slot = rt.agent("slow").unwrap();
     rt.send("slow", json!({"fault": "sleep", "ms": 60_000}))
+        .await
         .unwrap();
     wait_until("message in flight", T, || slot.in_flight() == 1).await;
     let t = Instant::now();
@@ -277,7 +280,7 @@ async fn messages_sent_during_restart_reach_the_new_incarnation() {
     rt.kill("a").await.unwrap();
     wait_until("a restarting", T, || status(&rt, "a") == Status::Restarting).await;
     for _ in 0..5 {
-        rt.send("a", json!({"op": "inc"})).unwrap();
+        rt.send("a", json!({"op": "inc"})).await.unwrap();
     }
     assert_eq!(
         status(&rt, "a"),
@@ -308,9 +311,9 @@ async fn poison_message_is_dead_lettered_without_escalation() {
     let (rt, _) = start(tree).await;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let poison = rt.send("a", json!({"fault": "panic"})).unwrap();
+    let poison = rt.send("a", json!({"fault": "panic"})).await.unwrap();
     for _ in 0..3 {
-        rt.send("a", json!({"op": "inc"})).unwrap();
+        rt.send("a", json!({"op": "inc"})).await.unwrap();
     }
     let slot = rt.agent("a").unwrap();
     wait_until("poison dead-lettered and the rest handled", T, || {
@@ -336,7 +339,9 @@ async fn poison_message_is_dead_lettered_without_escalation() {
 async fn retryable_error_retries_in_place_without_restart() {
     let (rt, _) = start(SupervisorSpec::new("root").child(child("a"))).await;
     let old = ids(&rt, "a");
-    rt.send("a", json!({"fault": "error", "times": 2})).unwrap();
+    rt.send("a", json!({"fault": "error", "times": 2}))
+        .await
+        .unwrap();
     let slot = rt.agent("a").unwrap();
     wait_until("handled on the third attempt", T, || {
         slot.stats
@@ -363,7 +368,7 @@ async fn replicas_share_one_mailbox() {
     let (rt, _) = start(SupervisorSpec::new("root").child(ChildSpec::agent(a))).await;
     assert_eq!(ids(&rt, "pool").len(), 3);
     for _ in 0..30 {
-        rt.send("pool", json!({"op": "inc"})).unwrap();
+        rt.send("pool", json!({"op": "inc"})).await.unwrap();
     }
     let slot = rt.agent("pool").unwrap();
     wait_until("30 handled", T, || {
@@ -400,7 +405,7 @@ async fn control_ops_follow_otp_semantics() {
         rt.kill("planner").await,
         Err(ControlError::NotRunning("planner".into()))
     );
-    let id = rt.send("planner", json!({"op": "inc"})).unwrap();
+    let id = rt.send("planner", json!({"op": "inc"})).await.unwrap();
     assert_eq!(id.to_string(), "planner:1");
     rt.start_child("planner").await.unwrap();
     assert_eq!(

@@ -21,10 +21,11 @@ use tracing::Instrument;
 
 use super::faults;
 use super::kinds::BuildFn;
-use super::slot::{AgentSlot, DeadReason, Next};
+use super::slot::{AgentSlot, DeadReason, Next, Parts};
 use super::Registry;
 use crate::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
+use crate::store::Batch;
 
 /// Messages handled per burst before the host yields to its control messages.
 pub const BURST: usize = 64;
@@ -157,6 +158,11 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
         );
         return Ok(Outcome::Failed);
     }
+    if let Some(store) = slot.store() {
+        // G4: the attempt is durable before it starts, so a message that kills the
+        // whole daemon is still counted.
+        store.commit(slot.attempt_batch(&env)).await?;
+    }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
         correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
     let mut ctx = Context::new(env.clone(), st.state.clone(), st.registry.clone());
@@ -184,7 +190,7 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
     };
     match result {
         Ok(()) => {
-            let stop = commit(st, ctx);
+            let stop = commit(st, ctx).await?;
             Ok(Outcome::Done { stop })
         }
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
@@ -196,10 +202,11 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
     }
 }
 
-/// Ack, new state, emits, reply: the order in which a handled message takes effect.
-/// Returns whether the handler asked to stop.
-fn commit(st: &mut HostState, ctx: Context) -> bool {
-    let _span = tracing::trace_span!("warden.commit", agent = %st.slot.name).entered();
+/// Commits a handled message: the ack, the new state and every emitted message (and
+/// an agent-addressed reply) in one store batch when any of them is durable; then
+/// publishes the emits and completes a waiting call. Returns whether the handler
+/// asked to stop. A failed store write fails the host (the message is redelivered).
+async fn commit(st: &mut HostState, ctx: Context) -> Result<bool, ActorProcessingErr> {
     let Context {
         message,
         state,
@@ -209,34 +216,59 @@ fn commit(st: &mut HostState, ctx: Context) -> bool {
         stop,
         ..
     } = ctx;
-    let new_state = if state_changed {
-        st.state = state;
-        Some(st.state.clone())
-    } else {
-        None
+    let new_state = state_changed.then_some(state);
+    let mut batch = Batch::default();
+    let mut store = st.slot.store().cloned();
+    st.slot.write_ack(&message, new_state.as_ref(), &mut batch);
+    let mut outgoing = Vec::with_capacity(emits.len() + 1);
+    let caused = |payload| Parts {
+        payload,
+        correlation: Some(message.correlation.clone()),
+        causation: Some(message.id.clone()),
+        hops: message.hops + 1,
+        deadline_ms: message.deadline_ms,
+        key: None,
+        reply_to: None,
+        trace: message.trace.clone(),
     };
-    st.slot.ack(st.replica, new_state);
+    let mut call_reply = None;
     for out in emits {
-        if let Err(e) = st
-            .registry
-            .send_caused(&out.to, out.payload, &message, None)
-        {
-            tracing::warn!(agent = %st.slot.name, error = %e, "emit refused");
+        store = store.or_else(|| out.to.store().cloned());
+        let env = out.to.prepare_emit(caused(out.payload), &mut batch);
+        outgoing.push((out.to, env));
+    }
+    match (&message.reply_to, reply) {
+        (Some(ReplyTo::Call(id)), Some(r)) => call_reply = Some((*id, r)),
+        (Some(ReplyTo::Agent(name)), Some(r)) => match st.registry.get(name) {
+            Some(to) => {
+                store = store.or_else(|| to.store().cloned());
+                let env = to.prepare_emit(caused(r), &mut batch);
+                outgoing.push((to, env));
+            }
+            None => {
+                tracing::warn!(agent = %st.slot.name, to = %name, "reply to an unknown agent dropped")
+            }
+        },
+        _ => {}
+    }
+    if let Some(store) = store.filter(|_| !batch.is_empty()) {
+        let _span = tracing::trace_span!("warden.commit", agent = %st.slot.name);
+        if let Err(e) = store.commit(batch).await {
+            for (to, _) in &outgoing {
+                to.abort_emit();
+            }
+            return Err(format!("commit failed: {e}").into());
         }
     }
-    if let Some(reply) = reply {
-        match &message.reply_to {
-            Some(ReplyTo::Call(id)) => st.registry.complete_call(*id, reply),
-            Some(ReplyTo::Agent(name)) => match st.registry.get(name) {
-                Some(to) => {
-                    let _ = st.registry.send_caused(&to, reply, &message, None);
-                }
-                None => {
-                    tracing::warn!(agent = %st.slot.name, to = %name, "reply to unknown agent dropped")
-                }
-            },
-            None => {}
-        }
+    if let Some(s) = &new_state {
+        st.state = s.clone();
     }
-    stop
+    st.slot.ack(st.replica, new_state);
+    for (to, env) in outgoing {
+        to.finish_emit(env);
+    }
+    if let Some((id, r)) = call_reply {
+        st.registry.complete_call(id, r);
+    }
+    Ok(stop)
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::slot::{AgentSlot, SendError};
-use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
+use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent};
+use crate::envelope::{now_ms, ReplyTo};
 
 /// Options of a send from outside the tree.
 #[derive(Debug, Clone, Default)]
@@ -46,11 +46,22 @@ pub enum CallError {
 }
 
 /// Names to slots, and pending calls.
-#[derive(Default)]
 pub struct Registry {
     agents: RwLock<HashMap<Arc<str>, Arc<AgentSlot>>>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    /// Starts at a random point: a reply stored before a daemon crash must never
+    /// reach a caller of the next run that happens to get the same call id.
     next_call: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            agents: RwLock::default(),
+            calls: Mutex::default(),
+            next_call: AtomicU64::new(fastrand::u64(..u64::MAX / 2)),
+        }
+    }
 }
 
 impl Registry {
@@ -94,73 +105,48 @@ impl Registry {
         }
     }
 
-    /// Accepts a message for `to` from outside the tree.
-    pub fn send(
+    /// Accepts a message for `to` from outside the tree. Returns once the message is
+    /// accepted: in memory, or flushed to the store for a durable mailbox.
+    pub async fn send(
         &self,
         to: &str,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<MessageId, SendError> {
+    ) -> Result<Sent, SendError> {
         let slot = self
             .get(to)
             .ok_or_else(|| SendError::UnknownAgent(self.unknown_agent(to)))?;
-        Self::send_to(&slot, payload, opts)
+        Self::send_to(&slot, payload, opts).await
     }
 
     /// Accepts a message for an agent already resolved with [`Registry::get`]
     /// (a sender that sends often keeps the slot, as it would keep an `ActorRef`).
-    pub fn send_to(
-        slot: &AgentSlot,
+    pub async fn send_to(
+        slot: &Arc<AgentSlot>,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<MessageId, SendError> {
-        let to = &*slot.name;
-        let id = slot.next_id();
-        let now = now_ms();
-        let env = Envelope {
-            correlation: Arc::from(opts.correlation.unwrap_or_else(|| id.to_string())),
-            id: id.clone(),
+    ) -> Result<Sent, SendError> {
+        let parts = Parts {
             payload,
+            correlation: opts.correlation.map(Arc::from),
             causation: None,
             hops: 0,
-            attempt: 1,
-            deadline_ms: opts.deadline.map(|d| now + d.as_millis() as u64),
+            deadline_ms: opts.deadline.map(|d| now_ms() + d.as_millis() as u64),
             key: opts.key,
             reply_to: opts.reply_to,
             trace: None,
-            enqueued_ms: now,
         };
-        let _span = tracing::trace_span!("warden.enqueue", agent = to, message_id = %id).entered();
-        slot.enqueue(env, false)?;
-        Ok(id)
-    }
-
-    /// Accepts a message emitted while handling `cause`: same correlation, deadline and
-    /// trace, one hop further. Emitted messages are never refused for capacity, so a
-    /// handler's commit cannot half-succeed; hop budgets bound traffic inside the tree.
-    pub(crate) fn send_caused(
-        &self,
-        slot: &AgentSlot,
-        payload: Value,
-        cause: &Envelope,
-        reply_to: Option<ReplyTo>,
-    ) -> Result<MessageId, SendError> {
-        let id = slot.next_id();
-        let env = Envelope {
-            id: id.clone(),
-            payload,
-            correlation: cause.correlation.clone(),
-            causation: Some(cause.id.clone()),
-            hops: cause.hops + 1,
-            attempt: 1,
-            deadline_ms: cause.deadline_ms,
-            key: None,
-            reply_to,
-            trace: cause.trace.clone(),
-            enqueued_ms: now_ms(),
-        };
-        slot.enqueue(env, true)?;
-        Ok(id)
+        let span = tracing::trace_span!("warden.enqueue", agent = %slot.name);
+        match span.in_scope(|| slot.accept(parts))? {
+            Accepting::Done(sent) => Ok(sent),
+            Accepting::Flushing(id, rx) => {
+                rx.await.unwrap_or(Err(crate::store::StoreError::Closed))?;
+                Ok(Sent {
+                    message_id: id,
+                    duplicate: false,
+                })
+            }
+        }
     }
 
     /// Sends and waits for the reply, up to `timeout`.
@@ -175,7 +161,7 @@ impl Registry {
         let (tx, rx) = oneshot::channel();
         self.lock_calls().insert(call_id, tx);
         opts.reply_to = Some(ReplyTo::Call(call_id));
-        if let Err(e) = self.send(to, payload, opts) {
+        if let Err(e) = self.send(to, payload, opts).await {
             self.lock_calls().remove(&call_id);
             return Err(e.into());
         }

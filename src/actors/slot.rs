@@ -7,6 +7,12 @@
 //! counted (or to the dead letters once `max_attempts` is reached), so delivery is
 //! at least once and, per replica, in accept order.
 //!
+//! A durable slot mirrors every change in the [`Store`]: a message enters the
+//! in-memory queue only once its record is flushed (from the committer thread, in
+//! commit order), so a host never handles a message that is not accepted. The queue
+//! is kept sorted by sequence number, which is also the store's key order, so the
+//! order after a crash is the order before it.
+//!
 //! Wake-ups: a host with nothing to do parks itself in `idle` under the same lock
 //! that guards the queue, and an enqueue wakes one parked host, so no message can
 //! arrive unseen between a host's last look at the queue and its parking.
@@ -19,10 +25,12 @@ use std::time::{Duration, Instant};
 use ractor::ActorRef;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use super::host::HostMsg;
 use super::AgentSpec;
-use crate::envelope::{now_ms, Envelope, MessageId};
+use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
+use crate::store::{codec, keys, Batch, IdemMap, RecoveredAgent, Store, StoreError};
 
 /// Why a message was given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +92,58 @@ pub enum SendError {
         /// Its capacity.
         capacity: usize,
     },
+    /// The store could not make the message durable; it was not accepted.
+    #[error("not accepted: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The result of an accepted send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    /// The message's id (the first message's id for a duplicate).
+    pub message_id: MessageId,
+    /// True when the idempotency key was seen already and nothing was enqueued.
+    pub duplicate: bool,
+}
+
+/// Everything of a new envelope but its id.
+pub(crate) struct Parts {
+    pub(crate) payload: Value,
+    pub(crate) correlation: Option<Arc<str>>,
+    pub(crate) causation: Option<MessageId>,
+    pub(crate) hops: u32,
+    pub(crate) deadline_ms: Option<u64>,
+    pub(crate) key: Option<String>,
+    pub(crate) reply_to: Option<ReplyTo>,
+    pub(crate) trace: Option<String>,
+}
+
+impl Parts {
+    fn into_envelope(self, id: MessageId) -> Envelope {
+        Envelope {
+            correlation: self
+                .correlation
+                .unwrap_or_else(|| Arc::from(id.to_string())),
+            id,
+            payload: self.payload,
+            causation: self.causation,
+            hops: self.hops,
+            attempt: 1,
+            deadline_ms: self.deadline_ms,
+            key: self.key,
+            reply_to: self.reply_to,
+            trace: self.trace,
+            enqueued_ms: now_ms(),
+        }
+    }
+}
+
+/// An accept in progress.
+pub(crate) enum Accepting {
+    /// Accepted (memory mailbox) or a duplicate.
+    Done(Sent),
+    /// Waiting for the store's flush.
+    Flushing(MessageId, oneshot::Receiver<Result<(), StoreError>>),
 }
 
 struct Queued {
@@ -107,6 +167,22 @@ struct Inner {
     idle: Vec<(usize, ActorRef<HostMsg>)>,
     state: Value,
     dead: Vec<DeadLetter>,
+    /// Accepts submitted to the store and not yet flushed (they count for capacity).
+    reserved: usize,
+    next_seq: u64,
+    keys: IdemMap,
+}
+
+impl Inner {
+    /// Inserts in sequence order (almost always at the back).
+    fn insert_sorted(&mut self, env: Arc<Envelope>, not_before: Option<Instant>) {
+        let pos = self
+            .queue
+            .iter()
+            .rposition(|q| q.env.id.seq < env.id.seq)
+            .map_or(0, |p| p + 1);
+        self.queue.insert(pos, Queued { env, not_before });
+    }
 }
 
 /// One agent's stable identity.
@@ -117,65 +193,258 @@ pub struct AgentSlot {
     pub spec: AgentSpec,
     /// Its counters.
     pub stats: AgentStats,
-    next_seq: AtomicU64,
+    store: Option<Arc<Store>>,
+    retention: Duration,
     inner: Mutex<Inner>,
 }
 
 impl AgentSlot {
-    /// A slot with an empty mailbox and `null` state.
+    /// A memory-mailbox slot: empty, `null` state.
     pub fn new(spec: AgentSpec) -> Self {
-        AgentSlot {
+        Self::build(
+            spec,
+            None,
+            RecoveredAgent::default(),
+            Duration::from_secs(86_400),
+        )
+    }
+
+    /// A durable slot holding what the store recovered for it. Messages whose
+    /// attempts were used up by daemon crashes become dead letters now.
+    pub fn durable(
+        spec: AgentSpec,
+        store: Arc<Store>,
+        recovered: RecoveredAgent,
+        retention: Duration,
+    ) -> Self {
+        Self::build(spec, Some(store), recovered, retention)
+    }
+
+    fn build(
+        spec: AgentSpec,
+        store: Option<Arc<Store>>,
+        r: RecoveredAgent,
+        retention: Duration,
+    ) -> Self {
+        let slot = AgentSlot {
             name: Arc::from(spec.name.as_str()),
             stats: AgentStats::default(),
-            next_seq: AtomicU64::new(1),
+            store,
+            retention,
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: vec![None; spec.replicas as usize],
                 idle: Vec::new(),
-                state: Value::Null,
-                dead: Vec::new(),
+                state: r.state,
+                dead: r.dead,
+                reserved: 0,
+                next_seq: r.next_seq.max(1),
+                keys: r.keys,
             }),
             spec,
+        };
+        let mut batch = Batch::default();
+        {
+            let mut inner = slot.lock();
+            for env in r.queue {
+                if env.attempt > slot.spec.max_attempts {
+                    let attempts = env.attempt - 1;
+                    let d = DeadLetter {
+                        envelope: env,
+                        reason: DeadReason::MaxAttempts,
+                        last_error: format!(
+                            "daemon crash: the daemon died during each of {attempts} attempts"
+                        ),
+                        attempts,
+                        dead_ms: now_ms(),
+                    };
+                    slot.write_dead(&d, &mut batch);
+                    tracing::warn!(agent = %slot.name, message_id = %d.envelope.id, attempts,
+                        "message dead-lettered: it was in flight at every crash");
+                    inner.dead.push(d);
+                    slot.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    inner.queue.push_back(Queued {
+                        env: Arc::new(env),
+                        not_before: None,
+                    });
+                }
+            }
         }
+        slot.submit(batch);
+        slot
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic never happens while the lock is held (no user code runs under it),
-        // so a poisoned lock still guards consistent data.
+        // No user code runs under this lock, so a poisoned lock still guards
+        // consistent data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next message id for this agent.
-    pub(crate) fn next_id(&self) -> MessageId {
-        MessageId {
-            agent: self.name.clone(),
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+    /// True when this agent's messages are kept in the store.
+    pub fn is_durable(&self) -> bool {
+        self.store.is_some()
+    }
+
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// Submits a batch without waiting (it is ordered before every later commit).
+    fn submit(&self, batch: Batch) {
+        if let Some(store) = &self.store {
+            if !batch.is_empty() {
+                let name = self.name.clone();
+                store.submit(batch, move |r| {
+                    if let Err(e) = r {
+                        tracing::error!(agent = %name, error = %e, "store write failed");
+                    }
+                });
+            }
         }
     }
 
-    /// Appends an envelope, waking a parked host. Refuses when the mailbox is full,
-    /// unless `force` (messages emitted inside the tree).
-    pub(crate) fn enqueue(&self, env: Envelope, force: bool) -> Result<(), SendError> {
-        let waker = {
-            let mut inner = self.lock();
-            let busy = inner.in_flight.iter().filter(|m| m.is_some()).count();
-            if !force && inner.queue.len() + busy >= self.spec.mailbox_capacity {
-                return Err(SendError::MailboxFull {
-                    agent: self.name.to_string(),
-                    capacity: self.spec.mailbox_capacity,
-                });
-            }
-            inner.queue.push_back(Queued {
-                env: Arc::new(env),
-                not_before: None,
-            });
-            inner.idle.pop()
-        };
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if let Some((_, host)) = waker {
-            let _ = host.cast(HostMsg::Wake);
+    fn write_dead(&self, d: &DeadLetter, batch: &mut Batch) {
+        if self.store.is_some() {
+            let seq = d.envelope.id.seq;
+            batch.remove(keys::seq_key(keys::MSG, &self.name, seq));
+            batch.remove(keys::seq_key(keys::ATTEMPT, &self.name, seq));
+            batch.insert(
+                keys::seq_key(keys::DEAD, &self.name, seq),
+                codec::encode_dead(d),
+            );
         }
-        Ok(())
+    }
+
+    fn write_message(&self, env: &Envelope, next_seq: u64, batch: &mut Batch) {
+        batch.insert(
+            keys::seq_key(keys::MSG, &self.name, env.id.seq),
+            codec::encode_envelope(env),
+        );
+        batch.insert(
+            keys::agent_key(keys::NEXT, &self.name),
+            codec::encode_u64(next_seq),
+        );
+    }
+
+    /// Accepts a message from outside the tree: capacity, idempotency, id, then (for
+    /// a durable mailbox) a store write whose flush completes the accept.
+    pub(crate) fn accept(self: &Arc<Self>, parts: Parts) -> Result<Accepting, SendError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        if let Some(key) = &parts.key {
+            if let Some(&(seq, expires)) = inner.keys.get(key) {
+                if expires > now {
+                    return Ok(Accepting::Done(Sent {
+                        message_id: MessageId {
+                            agent: self.name.clone(),
+                            seq,
+                        },
+                        duplicate: true,
+                    }));
+                }
+            }
+        }
+        let busy = inner.in_flight.iter().filter(|m| m.is_some()).count();
+        if inner.queue.len() + busy + inner.reserved >= self.spec.mailbox_capacity {
+            return Err(SendError::MailboxFull {
+                agent: self.name.to_string(),
+                capacity: self.spec.mailbox_capacity,
+            });
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let id = MessageId {
+            agent: self.name.clone(),
+            seq,
+        };
+        let key = parts.key.clone();
+        let env = parts.into_envelope(id.clone());
+        let expires = now + self.retention.as_millis() as u64;
+        if let Some(k) = &key {
+            inner.keys.insert(k.clone(), (seq, expires));
+        }
+        let Some(store) = &self.store else {
+            inner.insert_sorted(Arc::new(env), None);
+            let waker = inner.idle.pop();
+            drop(inner);
+            self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            wake(waker);
+            return Ok(Accepting::Done(Sent {
+                message_id: id,
+                duplicate: false,
+            }));
+        };
+        let mut batch = Batch::default();
+        self.write_message(&env, seq + 1, &mut batch);
+        if let Some(k) = &key {
+            batch.insert(
+                keys::idem_key(&self.name, k),
+                codec::encode_idem(seq, expires),
+            );
+        }
+        inner.reserved += 1;
+        let (tx, rx) = oneshot::channel();
+        let slot = self.clone();
+        // Submitted under the lock: the committer sees this agent's accepts in
+        // sequence order and publishes them in that order.
+        store.submit(batch, move |r| {
+            let mut inner = slot.lock();
+            inner.reserved -= 1;
+            let waker = match &r {
+                Ok(()) => {
+                    inner.insert_sorted(Arc::new(env), None);
+                    inner.idle.pop()
+                }
+                Err(_) => {
+                    if let Some(k) = &key {
+                        inner.keys.remove(k);
+                    }
+                    None
+                }
+            };
+            drop(inner);
+            if r.is_ok() {
+                slot.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            wake(waker);
+            let _ = tx.send(r);
+        });
+        Ok(Accepting::Flushing(id, rx))
+    }
+
+    /// Reserves an id for a message emitted by a handler (never refused for capacity)
+    /// and adds its record to the handler's commit batch.
+    pub(crate) fn prepare_emit(&self, parts: Parts, batch: &mut Batch) -> Envelope {
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.reserved += 1;
+        drop(inner);
+        let env = parts.into_envelope(MessageId {
+            agent: self.name.clone(),
+            seq,
+        });
+        if self.store.is_some() {
+            self.write_message(&env, seq + 1, batch);
+        }
+        env
+    }
+
+    /// Publishes an emitted message once its commit is durable.
+    pub(crate) fn finish_emit(&self, env: Envelope) {
+        let mut inner = self.lock();
+        inner.reserved -= 1;
+        inner.insert_sorted(Arc::new(env), None);
+        let waker = inner.idle.pop();
+        drop(inner);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        wake(waker);
+    }
+
+    /// Releases a reservation whose commit failed.
+    pub(crate) fn abort_emit(&self) {
+        self.lock().reserved -= 1;
     }
 
     /// Takes the next message for `replica`, or parks `host` if there is none.
@@ -197,7 +466,32 @@ impl AgentSlot {
         Next::Deliver(env)
     }
 
-    /// Acks `replica`'s in-flight message and, when `state` is given, replaces the state.
+    /// The batch recording that attempt `env.attempt` of `env` starts (durable only).
+    pub(crate) fn attempt_batch(&self, env: &Envelope) -> Batch {
+        let mut b = Batch::default();
+        b.insert(
+            keys::seq_key(keys::ATTEMPT, &self.name, env.id.seq),
+            codec::encode_u64(u64::from(env.attempt)),
+        );
+        b
+    }
+
+    /// Adds the ack of `env` (and the new state) to a commit batch (durable only).
+    pub(crate) fn write_ack(&self, env: &Envelope, state: Option<&Value>, batch: &mut Batch) {
+        if self.store.is_some() {
+            batch.remove(keys::seq_key(keys::MSG, &self.name, env.id.seq));
+            batch.remove(keys::seq_key(keys::ATTEMPT, &self.name, env.id.seq));
+            if let Some(s) = state {
+                batch.insert(
+                    keys::agent_key(keys::STATE, &self.name),
+                    codec::encode_state(s),
+                );
+            }
+        }
+    }
+
+    /// Acks `replica`'s in-flight message in memory (after its commit) and, when
+    /// `state` is given, replaces the state.
     pub(crate) fn ack(&self, replica: usize, state: Option<Value>) {
         let mut inner = self.lock();
         inner.in_flight[replica] = None;
@@ -223,41 +517,53 @@ impl AgentSlot {
             } else {
                 DeadReason::NonRetryable
             };
-            inner.dead.push(DeadLetter {
-                attempts: env.attempt,
-                envelope: (*env).clone(),
-                reason,
-                last_error: error.to_string(),
-                dead_ms: now_ms(),
-            });
-            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            let _span =
-                tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
-                    .entered();
-            tracing::warn!(reason = ?reason, attempts = env.attempt, last_error = error, "message dead-lettered");
+            self.bury(&mut inner, &env, reason, error, env.attempt);
         } else {
+            // The store's attempt marker already counts this attempt: nothing to write.
             let delay = self.spec.backoff.delay(env.attempt);
-            inner.queue.push_front(Queued {
-                env: Arc::new(env.next_attempt()),
-                not_before: Some(Instant::now() + delay),
-            });
+            inner.insert_sorted(Arc::new(env.next_attempt()), Some(Instant::now() + delay));
         }
         true
     }
 
-    /// Dead-letters a message that was never attempted (hop budget, deadline).
+    /// Dead-letters `replica`'s in-flight message without an attempt (hop budget, deadline).
     pub(crate) fn dead_letter(&self, replica: usize, reason: DeadReason, error: &str) {
         let mut inner = self.lock();
         if let Some(env) = inner.in_flight[replica].take() {
-            inner.dead.push(DeadLetter {
-                attempts: env.attempt.saturating_sub(1),
-                envelope: (*env).clone(),
+            self.bury(
+                &mut inner,
+                &env,
                 reason,
-                last_error: error.to_string(),
-                dead_ms: now_ms(),
-            });
-            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                error,
+                env.attempt.saturating_sub(1),
+            );
         }
+    }
+
+    fn bury(
+        &self,
+        inner: &mut Inner,
+        env: &Envelope,
+        reason: DeadReason,
+        error: &str,
+        attempts: u32,
+    ) {
+        let d = DeadLetter {
+            attempts,
+            envelope: env.clone(),
+            reason,
+            last_error: error.to_string(),
+            dead_ms: now_ms(),
+        };
+        let mut batch = Batch::default();
+        self.write_dead(&d, &mut batch);
+        self.submit(batch);
+        inner.dead.push(d);
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let _span =
+            tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
+                .entered();
+        tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
     }
 
     /// A replica's host is gone (crash, kill or stop): forget it as a waker and put its
@@ -273,9 +579,7 @@ impl AgentSlot {
                 inner.idle.pop()
             }
         };
-        if let Some((_, host)) = waker {
-            let _ = host.cast(HostMsg::Wake);
-        }
+        wake(waker);
         in_flight
     }
 
@@ -315,44 +619,88 @@ impl AgentSlot {
         self.lock().dead.clone()
     }
 
-    /// Re-enqueues dead letters (all, or the one with `id`) with attempts reset.
-    /// Returns how many were replayed.
-    pub fn replay_dead(&self, id: Option<&MessageId>) -> usize {
-        let replay: Vec<DeadLetter> = {
-            let mut inner = self.lock();
-            let (take, keep) = std::mem::take(&mut inner.dead)
-                .into_iter()
-                .partition(|d| id.is_none_or(|id| &d.envelope.id == id));
-            inner.dead = keep;
-            take
-        };
-        let n = replay.len();
-        for d in replay {
+    /// Re-enqueues dead letters (all, or the one with `id`) as new messages (new ids,
+    /// attempts reset, at the back of the queue). Returns the new ids.
+    pub fn replay_dead(&self, id: Option<&MessageId>) -> Vec<MessageId> {
+        let mut inner = self.lock();
+        let (take, keep): (Vec<DeadLetter>, Vec<DeadLetter>) = std::mem::take(&mut inner.dead)
+            .into_iter()
+            .partition(|d| id.is_none_or(|id| &d.envelope.id == id));
+        inner.dead = keep;
+        let mut batch = Batch::default();
+        let mut ids = Vec::with_capacity(take.len());
+        for d in take {
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
             let env = Envelope {
+                id: MessageId {
+                    agent: self.name.clone(),
+                    seq,
+                },
                 attempt: 1,
+                enqueued_ms: now_ms(),
                 ..d.envelope
             };
-            let mut inner = self.lock();
-            inner.queue.push_back(Queued {
-                env: Arc::new(env),
-                not_before: None,
-            });
-            let waker = inner.idle.pop();
-            drop(inner);
-            if let Some((_, host)) = waker {
-                let _ = host.cast(HostMsg::Wake);
+            if self.store.is_some() {
+                batch.remove(keys::seq_key(keys::DEAD, &self.name, d.envelope.id.seq));
+                self.write_message(&env, seq + 1, &mut batch);
             }
+            ids.push(env.id.clone());
+            inner.insert_sorted(Arc::new(env), None);
         }
-        n
+        self.submit(batch);
+        let waker = if ids.is_empty() {
+            None
+        } else {
+            inner.idle.pop()
+        };
+        drop(inner);
+        wake(waker);
+        ids
     }
 
     /// Deletes dead letters (all, or the one with `id`). Returns how many.
     pub fn purge_dead(&self, id: Option<&MessageId>) -> usize {
         let mut inner = self.lock();
-        let before = inner.dead.len();
-        inner
-            .dead
-            .retain(|d| id.is_some_and(|id| &d.envelope.id != id));
-        before - inner.dead.len()
+        let (gone, keep): (Vec<DeadLetter>, Vec<DeadLetter>) = std::mem::take(&mut inner.dead)
+            .into_iter()
+            .partition(|d| id.is_none_or(|id| &d.envelope.id == id));
+        inner.dead = keep;
+        drop(inner);
+        let mut batch = Batch::default();
+        if self.store.is_some() {
+            for d in &gone {
+                batch.remove(keys::seq_key(keys::DEAD, &self.name, d.envelope.id.seq));
+            }
+        }
+        self.submit(batch);
+        gone.len()
+    }
+
+    /// Forgets idempotency keys expired at `now_ms`. Returns how many.
+    pub fn expire_keys(&self, now_ms: u64) -> usize {
+        let mut inner = self.lock();
+        let expired: Vec<String> = inner
+            .keys
+            .iter()
+            .filter(|(_, (_, exp))| *exp <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut batch = Batch::default();
+        for k in &expired {
+            inner.keys.remove(k);
+            if self.store.is_some() {
+                batch.remove(keys::idem_key(&self.name, k));
+            }
+        }
+        drop(inner);
+        self.submit(batch);
+        expired.len()
+    }
+}
+
+fn wake(waker: Option<(usize, ActorRef<HostMsg>)>) {
+    if let Some((_, host)) = waker {
+        let _ = host.cast(HostMsg::Wake);
     }
 }

@@ -57,7 +57,9 @@ pub(super) async fn run(n: u64, workers: u64) -> Vec<BenchResult> {
     let t = Instant::now();
     for i in 1..=n {
         for s in &slots {
-            Registry::send_to(s, Value::from(i), SendOptions::default()).expect("send");
+            Registry::send_to(s, Value::from(i), SendOptions::default())
+                .await
+                .expect("send");
         }
     }
     for _ in 0..workers {

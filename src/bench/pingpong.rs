@@ -74,7 +74,7 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
         .await
         .expect("bench tree starts");
     let mut pass = async |k: u64| {
-        rt.send("ping", json!(k)).expect("send");
+        rt.send("ping", json!(k)).await.expect("send");
         rx.recv().await.expect("ping reports")
     };
     pass(10_000).await;

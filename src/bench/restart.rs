@@ -35,6 +35,7 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
         let old = node.actor_ids();
         let t0 = Instant::now();
         rt.send("anchor_worker", json!({"fault": "panic"}))
+            .await
             .expect("send");
         loop {
             polls += 1;

@@ -17,7 +17,15 @@ use crate::supervision::{
 };
 
 const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
-const DAEMON: &[&str] = &["data_dir", "durability", "shutdown_timeout", "socket"];
+const DAEMON: &[&str] = &[
+    "data_dir",
+    "durability",
+    "shutdown_timeout",
+    "socket",
+    "idempotency_retention",
+    "commit_max_batch",
+    "commit_max_delay",
+];
 const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
 const LIMIT: &[&str] = &[
     "requests_per_second",
@@ -154,6 +162,13 @@ fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
         durability,
         shutdown_timeout,
         socket,
+        idempotency_retention: s
+            .duration("idempotency_retention")?
+            .unwrap_or(Duration::from_secs(24 * 3600)),
+        commit_max_batch: s
+            .int("commit_max_batch", 1, 1_000_000)?
+            .map_or(4096, |v| v as usize),
+        commit_max_delay: s.duration("commit_max_delay")?.unwrap_or(Duration::ZERO),
     })
 }
 

@@ -47,6 +47,12 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// The admin socket.
     pub socket: PathBuf,
+    /// How long an idempotency key is remembered.
+    pub idempotency_retention: Duration,
+    /// Largest group of requests the committer makes durable with one flush.
+    pub commit_max_batch: usize,
+    /// How long the committer waits to gather more requests before flushing.
+    pub commit_max_delay: Duration,
 }
 
 /// `[telemetry]`.

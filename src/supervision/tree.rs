@@ -15,8 +15,10 @@ use tokio::sync::broadcast;
 
 use super::spec::{ChildKind, SupervisorSpec};
 use super::supervisor::SupMsg;
-use crate::actors::{AgentSlot, Kinds, Registry};
+use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
+use crate::store::{Recovered, Store};
+use std::time::Duration;
 
 /// A node's lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,12 +147,24 @@ pub struct TreeSnapshot {
     pub children: Option<Vec<TreeSnapshot>>,
 }
 
+/// The store behind durable mailboxes, and what it held at open.
+pub struct Durable {
+    /// The open store.
+    pub store: Arc<Store>,
+    /// Recovered records, taken agent by agent as slots are created.
+    pub recovered: Mutex<Recovered>,
+    /// How long idempotency keys are remembered.
+    pub retention: Duration,
+}
+
 /// Everything the supervisors of one tree share.
 pub struct TreeContext {
     /// Agent slots and pending calls.
     pub registry: Arc<Registry>,
     /// Behaviours.
     pub kinds: Kinds,
+    /// The store, when the tree has durable mailboxes.
+    pub durable: Option<Durable>,
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
     supervisors: RwLock<HashMap<String, ActorRef<SupMsg>>>,
@@ -159,11 +173,16 @@ pub struct TreeContext {
 
 impl TreeContext {
     /// A context for `root`: a node for every name, a slot for every agent.
-    pub fn new(root: &SupervisorSpec, kinds: Kinds) -> Result<Arc<Self>, String> {
+    pub fn new(
+        root: &SupervisorSpec,
+        kinds: Kinds,
+        durable: Option<Durable>,
+    ) -> Result<Arc<Self>, String> {
         root.validate()?;
         let ctx = TreeContext {
             registry: Arc::new(Registry::default()),
             kinds,
+            durable,
             nodes: RwLock::new(HashMap::new()),
             parents: RwLock::new(HashMap::new()),
             supervisors: RwLock::new(HashMap::new()),
@@ -208,7 +227,18 @@ impl TreeContext {
                     },
                     Some(parent),
                 )?;
-                self.registry.insert(Arc::new(AgentSlot::new(a.clone())))
+                let slot = match &self.durable {
+                    Some(d) if a.mailbox == MailboxKind::Durable => {
+                        let rec = d
+                            .recovered
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take(&a.name);
+                        AgentSlot::durable(a.clone(), d.store.clone(), rec, d.retention)
+                    }
+                    _ => AgentSlot::new(a.clone()),
+                };
+                self.registry.insert(Arc::new(slot))
             }
             ChildKind::Supervisor(s) => self.add_supervisor_nodes(s, Some(parent)),
         }

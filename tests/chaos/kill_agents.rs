@@ -56,7 +56,7 @@ async fn storm(test: &str, pool: u32) -> (Vec<u64>, usize) {
     let mut kills_of_out = 0;
     let mut kills = 0;
     for i in 0..MESSAGES {
-        rt.send("planner", json!({ "i": i })).unwrap();
+        rt.send("planner", json!({ "i": i })).await.unwrap();
         if kills < KILLS && rng.u64(0..MESSAGES / KILLS as u64) == 0 {
             let victim = ["planner", "workers", "out"][rng.usize(0..3)];
             // A victim may be mid-restart (rest_for_one stops later siblings): skip it then.

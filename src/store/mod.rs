@@ -1,0 +1,306 @@
+//! The store: every durable mailbox, attempt count, state snapshot, dead letter and
+//! idempotency key, in one sled tree with key prefixes ([`keys`]).
+//!
+//! Guarantees:
+//! - **Accepted is durable (G1).** A request's completion runs only after its batch
+//!   was applied and the store flushed (plus `fdatasync` in `power` mode); the
+//!   [`committer`] shares one flush among every request waiting at the time.
+//! - **Atomic hand-off (G3).** An agent's ack, its emitted messages and its new state
+//!   are one `apply_batch`: all or nothing, across a crash.
+//! - **Poison containment across crashes (G4).** The number of attempts started for
+//!   a message is written, durably, before each attempt; recovery turns messages whose
+//!   attempts are used up into dead letters.
+//! - **Corruption is quarantined (G10).** Recovery moves a record it cannot decode to
+//!   the quarantine (`Q` + its key, raw bytes kept), counts and logs it, and goes on.
+//! - A store written by a newer format is refused at open, with both versions named.
+
+pub mod codec;
+pub mod committer;
+pub mod keys;
+mod recovery;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use committer::Commit;
+pub use recovery::{Recovered, RecoveredAgent};
+
+use crate::config::Durability;
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("store error: {0}")]
+    Sled(String),
+    /// The filesystem failed.
+    #[error("store I/O error: {0}")]
+    Io(String),
+    /// The store was written by a newer Warden.
+    #[error("the store at {path} has format version {found}, newer than this build's {supported}; run the Warden that wrote it, or move the store away")]
+    NewerFormat {
+        /// The store directory.
+        path: String,
+        /// Version found.
+        found: u8,
+        /// Version this build writes.
+        supported: u8,
+    },
+    /// The store is closed (shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+/// Counters of the store, monotonic since open.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Requests committed.
+    pub commits: AtomicU64,
+    /// Flushes (groups).
+    pub flushes: AtomicU64,
+    /// Time spent committing, ns.
+    pub commit_ns: AtomicU64,
+    /// Records quarantined at recovery.
+    pub quarantined: AtomicU64,
+}
+
+/// A snapshot of the store's counters (the `stats` op's `store` object).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSnapshot {
+    /// Where the store lives.
+    pub path: String,
+    /// `crash` or `power`.
+    pub durability: &'static str,
+    /// Requests committed.
+    pub commits: u64,
+    /// Flushes.
+    pub flushes: u64,
+    /// Mean requests per flush.
+    pub commit_batch_mean: f64,
+    /// Records in quarantine.
+    pub quarantined: u64,
+    /// Bytes on disk, as sled reports them.
+    pub size_on_disk: u64,
+}
+
+/// Tuning of the group committer.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Durability of every commit.
+    pub durability: Durability,
+    /// Largest group of requests per flush.
+    pub max_batch: usize,
+    /// How long the committer waits for more requests before flushing (0: never).
+    pub max_delay: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Crash,
+            max_batch: 4096,
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The open store.
+pub struct Store {
+    path: PathBuf,
+    durability: Durability,
+    db: sled::Db,
+    tree: sled::Tree,
+    tx: Mutex<Option<Sender<Commit>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Counters.
+    pub stats: Arc<StoreStats>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, refuses a newer format, quarantines
+    /// corrupt records, and returns what it holds.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Arc<Store>, Recovered), StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| StoreError::Sled(format!("cannot open {}: {e}", dir.display())))?;
+        let tree = db.open_tree("warden")?;
+        match tree.get(keys::META)? {
+            Some(v) if v.first().copied().unwrap_or(0) > codec::FORMAT => {
+                return Err(StoreError::NewerFormat {
+                    path: dir.display().to_string(),
+                    found: v[0],
+                    supported: codec::FORMAT,
+                })
+            }
+            Some(_) => {}
+            None => {
+                tree.insert(keys::META, &[codec::FORMAT])?;
+                db.flush()?;
+            }
+        }
+        let stats = Arc::new(StoreStats::default());
+        let recovered = recovery::recover(&tree, &stats)?;
+        db.flush()?;
+        let log = match opts.durability {
+            Durability::Power => Some(
+                File::open(dir.join("db"))
+                    .map_err(|e| StoreError::Io(format!("cannot open sled's log file: {e}")))?,
+            ),
+            Durability::Crash => None,
+        };
+        let (tx, rx) = mpsc::channel();
+        let committer = committer::Committer {
+            db: db.clone(),
+            tree: tree.clone(),
+            log,
+            max_batch: opts.max_batch.max(1),
+            max_delay: opts.max_delay,
+            stats: stats.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("warden-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let store = Arc::new(Store {
+            path: dir.to_path_buf(),
+            durability: opts.durability,
+            db,
+            tree,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            stats,
+        });
+        Ok((store, recovered))
+    }
+
+    /// Queues `batch`; `then` runs on the committer thread once it is durable.
+    pub fn submit(&self, batch: Batch, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let commit = Commit {
+            batch: batch.inner,
+            then: Box::new(then),
+        };
+        match tx {
+            Some(tx) => {
+                if let Err(mpsc::SendError(c)) = tx.send(commit) {
+                    (c.then)(Err(StoreError::Closed));
+                }
+            }
+            None => (commit.then)(Err(StoreError::Closed)),
+        }
+    }
+
+    /// Commits `batch` and waits until it is durable.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(batch, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Stops the committer after it has committed everything queued, and flushes.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+
+    /// The store's counters.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        let commits = self.stats.commits.load(Ordering::Relaxed);
+        let flushes = self.stats.flushes.load(Ordering::Relaxed);
+        StoreSnapshot {
+            path: self.path.display().to_string(),
+            durability: match self.durability {
+                Durability::Crash => "crash",
+                Durability::Power => "power",
+            },
+            commits,
+            flushes,
+            commit_batch_mean: if flushes == 0 {
+                0.0
+            } else {
+                commits as f64 / flushes as f64
+            },
+            quarantined: self.stats.quarantined.load(Ordering::Relaxed),
+            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+        }
+    }
+
+    /// The quarantined records: original key (lossy text) and raw bytes.
+    pub fn quarantine(&self) -> Vec<(String, Vec<u8>)> {
+        self.tree
+            .scan_prefix([keys::QUARANTINE])
+            .filter_map(Result::ok)
+            .map(|(k, v)| (String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()))
+            .collect()
+    }
+
+    /// Reads one agent's state straight from disk (for tests and tools).
+    pub fn read_state(&self, agent: &str) -> Option<Value> {
+        let v = self.tree.get(keys::agent_key(keys::STATE, agent)).ok()??;
+        codec::decode_state(&v).ok()
+    }
+
+    /// Counts records per prefix byte (for tests and tools).
+    pub fn count_prefix(&self, prefix: u8) -> usize {
+        self.tree.scan_prefix([prefix]).count()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A set of writes applied atomically: sled's batch, counting its operations so
+/// that an empty one is never sent to the committer.
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+    ops: usize,
+}
+
+impl Batch {
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.inner.insert(key, value);
+        self.ops += 1;
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.inner.remove(key);
+        self.ops += 1;
+    }
+
+    /// True when it holds no write.
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+}
+
+/// Idempotency entries of one agent: key -> (sequence, expires at ms).
+pub type IdemMap = HashMap<String, (u64, u64)>;

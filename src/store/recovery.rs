@@ -1,0 +1,142 @@
+//! Recovery: one scan of the tree at open, rebuilding every agent's queue (in
+//! accept order), attempt counts, state, dead letters, idempotency keys and next
+//! sequence number. Records that do not decode go to the quarantine, whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use super::{codec, keys, IdemMap, StoreError, StoreStats};
+use crate::actors::DeadLetter;
+use crate::envelope::Envelope;
+
+/// What the store held for one agent.
+#[derive(Debug, Default)]
+pub struct RecoveredAgent {
+    /// Unacked messages in accept order; `attempt` is the next attempt's number.
+    pub queue: Vec<Envelope>,
+    /// Committed state (`null` if none).
+    pub state: Value,
+    /// Dead letters, oldest first.
+    pub dead: Vec<DeadLetter>,
+    /// Next sequence number to assign.
+    pub next_seq: u64,
+    /// Live idempotency keys.
+    pub keys: IdemMap,
+}
+
+/// What the store held.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Per agent name.
+    pub agents: HashMap<String, RecoveredAgent>,
+    /// Records quarantined by this recovery.
+    pub quarantined: usize,
+}
+
+impl Recovered {
+    /// Takes what was recovered for `agent` (empty if nothing).
+    pub fn take(&mut self, agent: &str) -> RecoveredAgent {
+        let mut r = self.agents.remove(agent).unwrap_or_default();
+        r.next_seq = r.next_seq.max(1);
+        r
+    }
+}
+
+pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered, StoreError> {
+    let mut out = Recovered::default();
+    let mut queues: HashMap<String, BTreeMap<u64, Envelope>> = HashMap::new();
+    let mut started: HashMap<(String, u64), u64> = HashMap::new();
+    let mut bad: Vec<(sled::IVec, sled::IVec, String)> = Vec::new();
+    let mut fix = sled::Batch::default();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let Some(&prefix) = k.first() else {
+            bad.push((k, v, "empty key".into()));
+            continue;
+        };
+        let result: Result<(), String> = (|| {
+            match prefix {
+                keys::MSG | keys::ATTEMPT | keys::DEAD => {
+                    let (agent, rest) = keys::split(&k).ok_or("malformed key")?;
+                    let seq = keys::seq_of(rest).ok_or("malformed sequence in key")?;
+                    let a = out.agents.entry(agent.to_string()).or_default();
+                    a.next_seq = a.next_seq.max(seq + 1);
+                    match prefix {
+                        keys::MSG => {
+                            let env = codec::decode_envelope(&v).map_err(|e| e.to_string())?;
+                            if &*env.id.agent != agent || env.id.seq != seq {
+                                return Err(format!(
+                                    "record says {} under key {agent}:{seq}",
+                                    env.id
+                                ));
+                            }
+                            queues
+                                .entry(agent.to_string())
+                                .or_default()
+                                .insert(seq, env);
+                        }
+                        keys::ATTEMPT => {
+                            let n = codec::decode_u64(&v).map_err(|e| e.to_string())?;
+                            started.insert((agent.to_string(), seq), n);
+                        }
+                        _ => a
+                            .dead
+                            .push(codec::decode_dead(&v).map_err(|e| e.to_string())?),
+                    }
+                }
+                keys::IDEM => {
+                    let (agent, rest) = keys::split(&k).ok_or("malformed key")?;
+                    let key = std::str::from_utf8(rest).map_err(|_| "key is not UTF-8")?;
+                    let (seq, expires) = codec::decode_idem(&v).map_err(|e| e.to_string())?;
+                    let a = out.agents.entry(agent.to_string()).or_default();
+                    a.next_seq = a.next_seq.max(seq + 1);
+                    a.keys.insert(key.to_string(), (seq, expires));
+                }
+                keys::STATE | keys::NEXT => {
+                    let agent = keys::agent_of(&k).ok_or("agent name is not UTF-8")?;
+                    let a = out.agents.entry(agent.to_string()).or_default();
+                    if prefix == keys::STATE {
+                        a.state = codec::decode_state(&v).map_err(|e| e.to_string())?;
+                    } else {
+                        a.next_seq = a
+                            .next_seq
+                            .max(codec::decode_u64(&v).map_err(|e| e.to_string())?);
+                    }
+                }
+                keys::QUARANTINE => {
+                    stats.quarantined.fetch_add(1, Ordering::Relaxed);
+                }
+                b'V' => {}
+                other => return Err(format!("unknown record prefix {:?}", other as char)),
+            }
+            Ok(())
+        })();
+        if let Err(reason) = result {
+            bad.push((k, v, reason));
+        }
+    }
+    for ((agent, seq), n) in started {
+        match queues.get_mut(&agent).and_then(|q| q.get_mut(&seq)) {
+            Some(env) => env.attempt = env.attempt.max(n as u32 + 1),
+            // the message was acked or dead-lettered in the same batch that should have
+            // removed the marker; nothing refers to it any more
+            None => fix.remove(keys::seq_key(keys::ATTEMPT, &agent, seq)),
+        }
+    }
+    for (agent, q) in queues {
+        out.agents.entry(agent).or_default().queue = q.into_values().collect();
+    }
+    for (k, v, reason) in &bad {
+        tracing::error!(key = %String::from_utf8_lossy(k), %reason, "corrupt store record quarantined");
+        fix.insert(keys::quarantine_key(k), v.clone());
+        fix.remove(k.clone());
+    }
+    out.quarantined = bad.len();
+    stats
+        .quarantined
+        .fetch_add(bad.len() as u64, Ordering::Relaxed);
+    tree.apply_batch(fix)?;
+    Ok(out)
+}
