@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Talk to a running daemon over its admin socket.
+    Ctl(crate::admin::ctl::CtlArgs),
     /// Run a benchmark scenario (DESIGN section 8).
     Bench {
         /// The scenario.
@@ -76,6 +78,7 @@ pub fn main() -> i32 {
         Command::Run { config } => {
             runtime().block_on(crate::daemon::run(&config, Kinds::builtin()))
         }
+        Command::Ctl(args) => crate::admin::ctl::run(args),
         Command::Bench { scenario, json, n } => {
             match runtime()
                 .block_on(async move { tokio::spawn(crate::bench::run(scenario, n)).await })

@@ -2,9 +2,12 @@
 //!
 //! Order: the config is loaded and validated before anything is opened or created
 //! (an invalid config exits 2 with file, key and reason); logging starts; the data
-//! directory is created (mode 0700); the store is opened and recovered (a newer
+//! directory is created (mode 0700) and locked (a second daemon on it exits 1);
+//! the store is opened and recovered (a newer
 //! format or an unopenable store exits 1); the tree starts, children in declared
-//! order, each durable agent resuming from its state and unacked messages.
+//! order, each durable agent resuming from its state and unacked messages; the admin
+//! socket serves. Shutdown (SIGTERM, SIGINT or `ctl shutdown`) stops accepting admin
+//! requests first, then stops the tree, flushes the store and removes the socket.
 //! Then the daemon waits for SIGTERM or SIGINT (graceful shutdown: children stop in
 //! reverse order within their `shutdown` timeouts, the whole tree within
 //! `daemon.shutdown_timeout`; exit 0) or for root to give up past its restart
@@ -12,7 +15,13 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::admin::ops::AdminCtx;
+use crate::admin::server::{self, lock_data_dir, ServerLimits};
 
 use crate::actors::Kinds;
 use crate::config::Config;
@@ -41,6 +50,13 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
         tracing::error!(dir = %config.daemon.data_dir.display(), error = %e, "cannot create the data directory");
         return EXIT_FAILED;
     }
+    let _lock = match lock_data_dir(&config.daemon.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return EXIT_FAILED;
+        }
+    };
     let store_dir = config.daemon.data_dir.join("store");
     let opts = StoreOptions {
         durability: config.daemon.durability,
@@ -71,15 +87,41 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let runtime = match Runtime::start_with(config.tree.clone(), kinds, Some(durable)).await {
-        Ok(r) => r,
+    let listener = match server::bind(&config.daemon.socket).await {
+        Ok(l) => l,
         Err(e) => {
-            tracing::error!(error = %e, "the tree failed to start");
+            tracing::error!("{e}");
             return EXIT_FAILED;
         }
     };
-    tracing::info!(pid = std::process::id(), config = %config.file, "warden started");
-    let code = serve(&runtime, &config, &mut term).await;
+    let runtime = match Runtime::start_with(config.tree.clone(), kinds, Some(durable)).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::error!(error = %e, "the tree failed to start");
+            let _ = std::fs::remove_file(&config.daemon.socket);
+            return EXIT_FAILED;
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(AdminCtx {
+        runtime: runtime.clone(),
+        shutdown: stop_tx.clone(),
+    });
+    let limits = ServerLimits {
+        max_clients: config.daemon.admin_max_clients,
+        idle_timeout: config.daemon.admin_idle_timeout,
+    };
+    let admin = tokio::spawn(server::serve(
+        listener,
+        config.daemon.socket.clone(),
+        ctx,
+        limits,
+        stop_rx.clone(),
+    ));
+    tracing::info!(pid = std::process::id(), config = %config.file, socket = %config.daemon.socket.display(), "warden started");
+    let code = serve(&runtime, &config, &mut term, stop_rx, &stop_tx).await;
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
     store.close();
     code
 }
@@ -88,6 +130,8 @@ async fn serve(
     runtime: &Runtime,
     config: &Config,
     term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    stop: watch::Receiver<bool>,
+    stop_tx: &watch::Sender<bool>,
 ) -> i32 {
     let mut gc = tokio::time::interval(std::time::Duration::from_secs(60));
     gc.tick().await;
@@ -99,7 +143,7 @@ async fn serve(
                     tracing::debug!(expired = n, "idempotency keys expired");
                 }
             }
-            code = wait_for_end(runtime, config, term) => return code,
+            code = wait_for_end(runtime, config, term, stop.clone(), stop_tx) => return code,
         }
     }
 }
@@ -108,10 +152,14 @@ async fn wait_for_end(
     runtime: &Runtime,
     config: &Config,
     term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    mut stop: watch::Receiver<bool>,
+    stop_tx: &watch::Sender<bool>,
 ) -> i32 {
+    // Whatever ends the daemon, the admin server stops accepting first.
     tokio::select! {
-        _ = term.0.recv() => shutdown(runtime, config, "SIGTERM").await,
-        _ = term.1.recv() => shutdown(runtime, config, "SIGINT").await,
+        _ = term.0.recv() => { let _ = stop_tx.send(true); shutdown(runtime, config, "SIGTERM").await }
+        _ = term.1.recv() => { let _ = stop_tx.send(true); shutdown(runtime, config, "SIGINT").await }
+        _ = stop.wait_for(|s| *s) => shutdown(runtime, config, "ctl shutdown").await,
         exit = runtime.exited() => match exit {
             RootExit::GaveUp(why) => {
                 tracing::error!(reason = %why, "root supervisor gave up; stopping the daemon");

@@ -15,6 +15,7 @@
 //!   idempotency keys; group commit; recovery and quarantine.
 //! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
 //! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
+//! - [`admin`]: the admin socket (newline-delimited JSON) and `warden ctl`.
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`bench`]: `warden bench` scenarios.
@@ -26,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod admin;
 pub mod agent;
 pub mod bench;
 pub mod cli;

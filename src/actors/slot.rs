@@ -31,6 +31,7 @@ use super::host::HostMsg;
 use super::AgentSpec;
 use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
 use crate::store::{codec, keys, Batch, IdemMap, RecoveredAgent, Store, StoreError};
+use crate::supervision::TreeEvent;
 
 /// Why a message was given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +45,18 @@ pub enum DeadReason {
     HopBudgetExhausted,
     /// The correlation's deadline passed.
     DeadlineExceeded,
+}
+
+impl DeadReason {
+    /// The protocol spelling (`max_attempts`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::MaxAttempts => "max_attempts",
+            DeadReason::NonRetryable => "non_retryable",
+            DeadReason::HopBudgetExhausted => "hop_budget_exhausted",
+            DeadReason::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
 }
 
 /// A message given up on, kept with the reason.
@@ -195,6 +208,8 @@ pub struct AgentSlot {
     pub stats: AgentStats,
     store: Option<Arc<Store>>,
     retention: Duration,
+    /// Where `dead_lettered` events go (set once the slot joins a tree).
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<TreeEvent>>,
     inner: Mutex<Inner>,
 }
 
@@ -231,6 +246,7 @@ impl AgentSlot {
             stats: AgentStats::default(),
             store,
             retention,
+            events: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: vec![None; spec.replicas as usize],
@@ -273,6 +289,11 @@ impl AgentSlot {
         }
         slot.submit(batch);
         slot
+    }
+
+    /// Sends this agent's `dead_lettered` events to `tx`.
+    pub(crate) fn set_events(&self, tx: tokio::sync::broadcast::Sender<TreeEvent>) {
+        let _ = self.events.set(tx);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -560,6 +581,14 @@ impl AgentSlot {
         self.submit(batch);
         inner.dead.push(d);
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(TreeEvent {
+                event: "dead_lettered",
+                name: self.name.to_string(),
+                reason: Some(format!("{}: {}: {error}", env.id, reason.as_str())),
+                at_ms: now_ms(),
+            });
+        }
         let _span =
             tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
                 .entered();

@@ -25,6 +25,8 @@ const DAEMON: &[&str] = &[
     "idempotency_retention",
     "commit_max_batch",
     "commit_max_delay",
+    "admin_max_clients",
+    "admin_idle_timeout",
 ];
 const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
 const LIMIT: &[&str] = &[
@@ -169,6 +171,12 @@ fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
             .int("commit_max_batch", 1, 1_000_000)?
             .map_or(4096, |v| v as usize),
         commit_max_delay: s.duration("commit_max_delay")?.unwrap_or(Duration::ZERO),
+        admin_max_clients: s
+            .int("admin_max_clients", 1, 65_536)?
+            .map_or(256, |v| v as usize),
+        admin_idle_timeout: s
+            .duration("admin_idle_timeout")?
+            .unwrap_or(Duration::from_secs(300)),
     })
 }
 

@@ -53,6 +53,10 @@ pub struct DaemonConfig {
     pub commit_max_batch: usize,
     /// How long the committer waits to gather more requests before flushing.
     pub commit_max_delay: Duration,
+    /// Admin clients served at once.
+    pub admin_max_clients: usize,
+    /// An admin client silent this long is disconnected.
+    pub admin_idle_timeout: Duration,
 }
 
 /// `[telemetry]`.

@@ -238,6 +238,7 @@ impl TreeContext {
                     }
                     _ => AgentSlot::new(a.clone()),
                 };
+                slot.set_events(self.events.clone());
                 self.registry.insert(Arc::new(slot))
             }
             ChildKind::Supervisor(s) => self.add_supervisor_nodes(s, Some(parent)),

@@ -1,0 +1,445 @@
+//! `warden ctl`: each admin op as a subcommand. Human-readable output by default,
+//! the `result` object with `--json`. Exit codes: 0 done, 1 refused by the daemon,
+//! 2 usage error, 3 no daemon at the socket.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use serde_json::{json, Value};
+
+use super::client::{Client, ClientError};
+
+/// Where the default config puts the socket.
+pub const DEFAULT_SOCKET: &str = "var/warden/warden.sock";
+
+/// `warden ctl` arguments.
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The daemon's admin socket.
+    #[arg(long, env = "WARDEN_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    socket: PathBuf,
+    /// Print the result object as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// Is the daemon there?
+    Ping,
+    /// The supervision tree with status, restarts, pending and dead letters.
+    Tree,
+    /// Counters per agent, and of the store.
+    Stats,
+    /// Send a message (JSON payload, or - for stdin); prints its id once accepted.
+    Send {
+        /// Recipient.
+        agent: String,
+        /// JSON payload, or - to read it from stdin.
+        payload: String,
+        /// Idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Correlation id.
+        #[arg(long)]
+        correlation: Option<String>,
+        /// Deadline of the correlation (e.g. 30s).
+        #[arg(long)]
+        deadline: Option<String>,
+    },
+    /// Send and wait for the reply.
+    Call {
+        /// Recipient.
+        agent: String,
+        /// JSON payload, or - to read it from stdin.
+        payload: String,
+        /// How long to wait (e.g. 30s).
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+    },
+    /// Kill a child abruptly (handled as a crash).
+    Kill {
+        /// Agent or supervisor.
+        agent: String,
+    },
+    /// Stop and start a child.
+    Restart {
+        /// Agent or supervisor.
+        agent: String,
+    },
+    /// Stop a child; it stays stopped.
+    Stop {
+        /// Agent or supervisor.
+        agent: String,
+    },
+    /// Start a stopped child.
+    Start {
+        /// Agent or supervisor.
+        agent: String,
+    },
+    /// Peek at an agent's pending messages.
+    Mailbox {
+        /// The agent.
+        agent: String,
+        /// Most messages shown.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Stream lifecycle events until interrupted.
+    Watch,
+    /// Stop the daemon gracefully.
+    Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List dead letters (of one agent, or all).
+    List {
+        /// Only this agent's.
+        agent: Option<String>,
+    },
+    /// Re-enqueue a dead letter (or --all) with attempts reset.
+    Replay {
+        /// The agent.
+        agent: String,
+        /// The message id (agent:seq).
+        id: Option<String>,
+        /// Every dead letter of the agent.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a dead letter (or --all).
+    Purge {
+        /// The agent.
+        agent: String,
+        /// The message id (agent:seq).
+        id: Option<String>,
+        /// Every dead letter of the agent.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Runs a ctl command; returns the exit code.
+pub fn run(args: CtlArgs) -> i32 {
+    match execute(&args) {
+        Ok(()) => 0,
+        Err(Failure::Usage(m)) => {
+            eprintln!("warden ctl: {m}");
+            2
+        }
+        Err(Failure::Client(e @ ClientError::NoDaemon { .. })) => {
+            eprintln!("warden ctl: {e}");
+            3
+        }
+        Err(Failure::Client(e @ ClientError::Refused(_))) => {
+            eprintln!("warden ctl: refused: {e}");
+            1
+        }
+        Err(Failure::Client(e)) => {
+            eprintln!("warden ctl: {e}");
+            3
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Client(e)
+    }
+}
+
+fn payload(arg: &str) -> Result<Value, Failure> {
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::Usage(format!("cannot read the payload from stdin: {e}")))?;
+        s
+    } else {
+        arg.to_string()
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::Usage(format!(
+            "the payload is not JSON ({e}); quote it, such as '{{\"task\":\"x\"}}', or pass - to read stdin"
+        ))
+    })
+}
+
+fn duration_arg(name: &str, s: &str) -> Result<Duration, Failure> {
+    crate::config::parse_duration(s).map_err(|e| Failure::Usage(format!("--{name}: {e}")))
+}
+
+fn execute(args: &CtlArgs) -> Result<(), Failure> {
+    use CtlCommand::*;
+    let (op, fields, timeout) = match &args.command {
+        Ping => ("ping", json!({}), None),
+        Tree => ("tree", json!({}), None),
+        Stats => ("stats", json!({}), None),
+        Send {
+            agent,
+            payload: p,
+            key,
+            correlation,
+            deadline,
+        } => {
+            if let Some(d) = deadline {
+                duration_arg("deadline", d)?;
+            }
+            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline});
+            ("send", strip_nulls(f), None)
+        }
+        Call {
+            agent,
+            payload: p,
+            timeout,
+        } => {
+            let t = duration_arg("timeout", timeout)?;
+            (
+                "call",
+                json!({"to": agent, "payload": payload(p)?, "timeout": timeout}),
+                Some(t + Duration::from_secs(5)),
+            )
+        }
+        Kill { agent } => ("kill", json!({"agent": agent}), None),
+        Restart { agent } => ("restart", json!({"agent": agent}), None),
+        Stop { agent } => ("stop", json!({"agent": agent}), None),
+        Start { agent } => ("start", json!({"agent": agent}), None),
+        Mailbox { agent, limit } => ("mailbox", json!({"agent": agent, "limit": limit}), None),
+        Dlq { command } => match command {
+            DlqCommand::List { agent } => ("dlq_list", strip_nulls(json!({"agent": agent})), None),
+            DlqCommand::Replay { agent, id, all } => ("dlq_replay", pick(agent, id, *all)?, None),
+            DlqCommand::Purge { agent, id, all } => ("dlq_purge", pick(agent, id, *all)?, None),
+        },
+        Watch => return watch(args),
+        Shutdown => ("shutdown", json!({}), None),
+    };
+    let mut client = Client::connect(&args.socket)?;
+    client.set_timeout(Some(timeout.unwrap_or(Duration::from_secs(120))));
+    let result = client.request(op, fields)?;
+    if args.json {
+        println!("{result}");
+    } else {
+        println!("{}", human(op, &result));
+    }
+    Ok(())
+}
+
+fn pick(agent: &str, id: &Option<String>, all: bool) -> Result<Value, Failure> {
+    match (id, all) {
+        (Some(_), true) => Err(Failure::Usage(
+            "give a message id or --all, not both".into(),
+        )),
+        (None, false) => Err(Failure::Usage(
+            "give a message id (such as planner:42) or --all".into(),
+        )),
+        _ => Ok(strip_nulls(json!({"agent": agent, "id": id, "all": all}))),
+    }
+}
+
+fn strip_nulls(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+fn watch(args: &CtlArgs) -> Result<(), Failure> {
+    let mut client = Client::connect(&args.socket)?;
+    client.set_timeout(None);
+    client.request("watch", json!({}))?;
+    loop {
+        let line = client.read()?;
+        let e = &line["event"];
+        if args.json {
+            println!("{e}");
+        } else {
+            let reason = e["reason"]
+                .as_str()
+                .map(|r| format!("  {r}"))
+                .unwrap_or_default();
+            println!(
+                "{:<14} {:<20}{reason}",
+                e["event"].as_str().unwrap_or("?"),
+                e["name"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+fn human(op: &str, r: &Value) -> String {
+    match op {
+        "ping" => format!("pong (pid {})", r["pid"]),
+        "send" if r["duplicate"] == json!(true) => {
+            format!("duplicate of {} (nothing enqueued)", s(&r["message_id"]))
+        }
+        "send" => format!("accepted {}", s(&r["message_id"])),
+        "call" => serde_json::to_string_pretty(&r["reply"]).unwrap_or_default(),
+        "tree" => {
+            let mut out = String::new();
+            draw_tree(r, "", true, true, &mut out);
+            out.trim_end().to_string()
+        }
+        "stats" => stats_table(r),
+        "mailbox" => mailbox_table(r),
+        "dlq_list" => dlq_table(r),
+        "dlq_replay" => format!("replayed {}: {}", r["replayed"], r["message_ids"]),
+        "dlq_purge" => format!("purged {}", r["purged"]),
+        "shutdown" => "shutting down".into(),
+        _ => format!("{op} {}: done", s(&r["agent"])),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn draw_tree(n: &Value, prefix: &str, last: bool, root: bool, out: &mut String) {
+    let branch = if root {
+        ""
+    } else if last {
+        "└── "
+    } else {
+        "├── "
+    };
+    let detail = if n["type"] == "agent" {
+        format!(
+            "agent  {}  restarts={} pending={} in_flight={} dead={}{}",
+            s(&n["status"]),
+            n["restarts"],
+            n["pending"],
+            n["in_flight"],
+            n["dead_letters"],
+            if n["replicas"].as_u64().unwrap_or(1) > 1 {
+                format!(" replicas={}", n["replicas"])
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        format!(
+            "supervisor {}  {}  restarts={}",
+            s(&n["strategy"]),
+            s(&n["status"]),
+            n["restarts"]
+        )
+    };
+    out.push_str(&format!("{prefix}{branch}{}  {detail}\n", s(&n["name"])));
+    if let Some(children) = n["children"].as_array() {
+        let next = if root {
+            String::new()
+        } else {
+            format!("{prefix}{}", if last { "    " } else { "│   " })
+        };
+        for (i, c) in children.iter().enumerate() {
+            draw_tree(c, &next, i + 1 == children.len(), false, out);
+        }
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
+}
+
+fn stats_table(r: &Value) -> String {
+    let mut t = table(&[
+        "agent", "accepted", "handled", "failed", "dead", "restarts", "pending", "durable",
+    ]);
+    if let Some(agents) = r["agents"].as_object() {
+        for (name, a) in agents {
+            t.add_row(vec![
+                name.clone(),
+                s(&a["accepted"]),
+                s(&a["handled"]),
+                s(&a["failed_attempts"]),
+                s(&a["dead_lettered"]),
+                s(&a["restarts"]),
+                s(&a["pending"]),
+                s(&a["durable"]),
+            ]);
+        }
+    }
+    let st = &r["store"];
+    let store = if st.is_null() {
+        "store: none".to_string()
+    } else {
+        format!(
+            "store: {} ({}), {} commits in {} flushes, {} quarantined, {} bytes",
+            s(&st["path"]),
+            s(&st["durability"]),
+            st["commits"],
+            st["flushes"],
+            st["quarantined"],
+            st["size_on_disk"]
+        )
+    };
+    format!("{t}\n{store}")
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(59).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn mailbox_table(r: &Value) -> String {
+    let mut t = table(&["message_id", "attempt", "hops", "correlation", "payload"]);
+    for m in r["messages"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            s(&m["message_id"]),
+            s(&m["attempt"]),
+            s(&m["hops"]),
+            s(&m["correlation"]),
+            short(&m["payload"]),
+        ]);
+    }
+    format!(
+        "{}: {} pending, {} in flight\n{t}",
+        s(&r["agent"]),
+        r["pending"],
+        r["in_flight"]
+    )
+}
+
+fn dlq_table(r: &Value) -> String {
+    let mut t = table(&["message_id", "reason", "attempts", "last_error", "payload"]);
+    let items = r.as_array().cloned().unwrap_or_default();
+    for d in &items {
+        t.add_row(vec![
+            s(&d["message_id"]),
+            s(&d["reason"]),
+            s(&d["attempts"]),
+            short(&d["last_error"]),
+            short(&d["payload"]),
+        ]);
+    }
+    if items.is_empty() {
+        "no dead letters".into()
+    } else {
+        t.to_string()
+    }
+}
