@@ -3,6 +3,7 @@
 //! is set.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -37,17 +38,22 @@ fn intensity(c: &mut Criterion) {
 
 fn accept(c: &mut Criterion) {
     let n = batch();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     c.bench_function("memory_mailbox_accept", |b| {
         b.iter_batched(
             || {
                 let mut spec = AgentSpec::new("a", "echo");
                 spec.mailbox_capacity = n as usize + 1;
-                AgentSlot::new(spec)
+                Arc::new(AgentSlot::new(spec))
             },
             |slot| {
-                for i in 0..n {
-                    Registry::send_to(&slot, json!(i), SendOptions::default()).unwrap();
-                }
+                rt.block_on(async {
+                    for i in 0..n {
+                        Registry::send_to(&slot, json!(i), SendOptions::default())
+                            .await
+                            .unwrap();
+                    }
+                });
                 slot
             },
             BatchSize::LargeInput,
