@@ -38,7 +38,9 @@ fn intensity(c: &mut Criterion) {
 
 fn accept(c: &mut Criterion) {
     let n = batch();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     c.bench_function("memory_mailbox_accept", |b| {
         b.iter_batched(
             || {

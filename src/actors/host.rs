@@ -81,6 +81,11 @@ impl Actor for AgentHost {
         _myself: ActorRef<Self::Msg>,
         args: HostArgs,
     ) -> Result<HostState, ActorProcessingErr> {
+        // A previous incarnation of this replica may have died without its supervisor
+        // seeing it (a killed supervisor takes its children down with it): whatever it
+        // had in flight goes back to the head of the queue before this one starts.
+        args.slot
+            .replica_exited(args.replica, "previous incarnation ended", false);
         let behaviour = (args.build)(&args.slot.spec)?;
         Ok(HostState {
             state: args.slot.state(),

@@ -595,10 +595,25 @@ impl AgentSlot {
         tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
     }
 
-    /// A replica's host is gone (crash, kill or stop): forget it as a waker and put its
-    /// in-flight message back (attempt counted). Returns whether a message was in flight.
-    pub(crate) fn replica_exited(&self, replica: usize, reason: &str) -> bool {
-        let in_flight = self.fail(replica, reason, true);
+    /// A replica's host is gone: forget it as a waker and put its in-flight message
+    /// back. When the incarnation failed in its own code (`counted`: a panic or fatal
+    /// error), the attempt counts as failed (retry after backoff, or dead letter);
+    /// when it was killed or stopped from outside, the attempt was interrupted, not
+    /// failed, and the message goes back to the head unchanged. Returns whether a
+    /// message was in flight.
+    pub(crate) fn replica_exited(&self, replica: usize, reason: &str, counted: bool) -> bool {
+        let in_flight = if counted {
+            self.fail(replica, reason, true)
+        } else {
+            let mut inner = self.lock();
+            match inner.in_flight[replica].take() {
+                Some(env) => {
+                    inner.insert_sorted(env, None);
+                    true
+                }
+                None => false,
+            }
+        };
         let waker = {
             let mut inner = self.lock();
             inner.idle.retain(|(r, _)| *r != replica);

@@ -248,7 +248,9 @@ fn pick(agent: &str, id: &Option<String>, all: bool) -> Result<Value, Failure> {
         (None, false) => Err(Failure::Usage(
             "give a message id (such as planner:42) or --all".into(),
         )),
-        _ => Ok(strip_nulls(json!({"agent": agent, "id": id, "all": all}))),
+        _ => Ok(strip_nulls(
+            json!({"agent": agent, "message_id": id, "all": all}),
+        )),
     }
 }
 

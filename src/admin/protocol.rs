@@ -121,7 +121,7 @@ pub struct DlqPickReq {
     /// The agent.
     pub agent: String,
     /// One message id (`planner:42`).
-    pub id: Option<String>,
+    pub message_id: Option<String>,
     /// Every dead letter of the agent.
     #[serde(default)]
     pub all: bool,

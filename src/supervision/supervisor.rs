@@ -344,7 +344,7 @@ impl SupState {
             if let Some(cell) = child.cells[r].take() {
                 shutdown_cell(&cell, child.spec.shutdown).await;
                 if let Some(slot) = &child.slot {
-                    slot.replica_exited(r, EXIT_SHUTDOWN);
+                    slot.replica_exited(r, EXIT_SHUTDOWN, false);
                 }
             }
         }
@@ -434,11 +434,12 @@ impl SupState {
         let reason = exit.reason();
         let child = &mut self.children[i];
         child.cells[r] = None;
+        let own_failure = matches!(exit, Exit::Crash { failed: true, .. });
         let had_message = child
             .slot
             .as_ref()
-            .is_some_and(|s| s.replica_exited(r, &reason));
-        let attributed = had_message && matches!(exit, Exit::Crash { failed: true, .. });
+            .is_some_and(|s| s.replica_exited(r, &reason, own_failure));
+        let attributed = had_message && own_failure;
         let name = child.name.clone();
         if exit.is_abnormal() {
             tracing::warn!(supervisor = %self.name, child = %name, reason = %reason, "child failed");

@@ -58,7 +58,9 @@ async fn storm(test: &str, pool: u32) -> (Vec<u64>, usize) {
     for i in 0..MESSAGES {
         rt.send("planner", json!({ "i": i })).await.unwrap();
         if kills < KILLS && rng.u64(0..MESSAGES / KILLS as u64) == 0 {
-            let victim = ["planner", "workers", "out"][rng.usize(0..3)];
+            // Killing the pipeline supervisor takes its children down with it, unseen
+            // by any supervisor: their in-flight messages must still come back.
+            let victim = ["planner", "workers", "out", "pipeline"][rng.usize(0..4)];
             // A victim may be mid-restart (rest_for_one stops later siblings): skip it then.
             if rt.kill(victim).await.is_ok() {
                 kills += 1;

@@ -143,3 +143,83 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("valid JSON line"))
         .collect()
 }
+
+impl Sandbox {
+    /// The admin socket of the standard test config (`data_dir = "{dir}/data"`).
+    pub fn socket(&self) -> PathBuf {
+        self.path("data/warden.sock")
+    }
+
+    /// Starts the daemon and waits until it serves.
+    pub fn start_ready(&self) -> Daemon {
+        let d = self.start();
+        d.wait_for_log("warden started", Duration::from_secs(20));
+        d
+    }
+
+    /// `warden ctl --socket <socket> <args>`.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["ctl", "--socket"];
+        let sock = self.socket();
+        all.push(sock.to_str().unwrap());
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `warden ctl --json ...`, parsed; panics unless it exits 0.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("ctl --json prints JSON")
+    }
+
+    /// A raw connection to the admin socket.
+    pub fn conn(&self) -> Conn {
+        Conn::open(&self.socket())
+    }
+}
+
+/// A raw admin-socket connection (newline-delimited JSON).
+pub struct Conn {
+    reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+}
+
+impl Conn {
+    pub fn open(socket: &Path) -> Conn {
+        let s =
+            std::os::unix::net::UnixStream::connect(socket).expect("connect to the admin socket");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn {
+            reader: std::io::BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.writer.write_all(bytes).expect("write to the socket");
+    }
+
+    pub fn read(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read a reply line");
+        assert!(n > 0, "the daemon closed the connection");
+        serde_json::from_str(&line).expect("reply is JSON")
+    }
+
+    /// Sends one request object and returns the reply.
+    pub fn req(&mut self, v: serde_json::Value) -> serde_json::Value {
+        let mut line = serde_json::to_vec(&v).unwrap();
+        line.push(b'\n');
+        self.write_raw(&line);
+        self.read()
+    }
+}

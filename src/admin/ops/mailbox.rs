@@ -64,12 +64,12 @@ pub(super) fn dlq_list(l: DlqListReq, ctx: &AdminCtx) -> Result<Value, AdminErro
 
 /// The id to act on: one (`id`) or all (`all`), never both or neither.
 fn pick(p: &DlqPickReq) -> Result<Option<MessageId>, AdminError> {
-    match (&p.id, p.all) {
+    match (&p.message_id, p.all) {
         (Some(_), true) => Err(AdminError::bad_request(
-            "give either \"id\" or \"all\": true, not both",
+            "give either \"message_id\" or \"all\": true, not both",
         )),
         (None, false) => Err(AdminError::bad_request(
-            "give \"id\" (such as \"planner:42\") or \"all\": true",
+            "give \"message_id\" (such as \"planner:42\") or \"all\": true",
         )),
         (None, true) => Ok(None),
         (Some(id), false) => {
@@ -104,7 +104,7 @@ pub(super) fn dlq_replay(p: DlqPickReq, ctx: &AdminCtx) -> Result<Value, AdminEr
             "not_found",
             format!(
                 "no dead letter {} for '{}'",
-                p.id.unwrap_or_default(),
+                p.message_id.unwrap_or_default(),
                 p.agent
             ),
         ));
@@ -122,7 +122,7 @@ pub(super) fn dlq_purge(p: DlqPickReq, ctx: &AdminCtx) -> Result<Value, AdminErr
             "not_found",
             format!(
                 "no dead letter {} for '{}'",
-                p.id.unwrap_or_default(),
+                p.message_id.unwrap_or_default(),
                 p.agent
             ),
         ));
