@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crash_daemon;
 mod kill_agents;
 
 /// The seed for this run: `WARDEN_CHAOS_SEED` or a fresh one, printed either way.

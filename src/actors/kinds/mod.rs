@@ -1,9 +1,10 @@
 //! Agent kinds: the behaviours an agent's `kind` names, and how each is built.
 //!
-//! Built in: [`echo`] and [`sink`]. A library user registers more with
+//! Built in: [`echo`], [`sink`] and [`counter`]. A library user registers more with
 //! [`Kinds::register`] before starting the runtime; config validation then accepts
 //! the new kind and its option keys.
 
+pub mod counter;
 pub mod echo;
 pub mod sink;
 
@@ -42,11 +43,12 @@ impl Default for Kinds {
 }
 
 impl Kinds {
-    /// `echo` and `sink`.
+    /// `counter`, `echo` and `sink`.
     pub fn builtin() -> Self {
         let mut k = Kinds {
             map: BTreeMap::new(),
         };
+        k.map.insert("counter".into(), counter::info());
         k.map.insert("echo".into(), echo::info());
         k.map.insert("sink".into(), sink::info());
         k
