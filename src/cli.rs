@@ -43,9 +43,13 @@ enum Command {
         /// Print one JSON object per result line.
         #[arg(long)]
         json: bool,
-        /// Size of the run (round trips, restarts, agents, messages per agent).
+        /// Size of the run (round trips, restarts, agents, messages per agent;
+        /// seconds per configuration for durable and admin).
         #[arg(long, short)]
         n: Option<u64>,
+        /// Internal (resume-fill): the store directory.
+        #[arg(long, hide = true)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -79,7 +83,22 @@ pub fn main() -> i32 {
             runtime().block_on(crate::daemon::run(&config, Kinds::builtin()))
         }
         Command::Ctl(args) => crate::admin::ctl::run(args),
-        Command::Bench { scenario, json, n } => {
+        Command::Bench {
+            scenario: Scenario::ResumeFill,
+            n,
+            dir,
+            ..
+        } => {
+            let Some(dir) = dir else {
+                eprintln!("warden: resume-fill needs --dir");
+                return EXIT_CONFIG;
+            };
+            runtime().block_on(crate::bench::resume::fill(&dir, n.unwrap_or(100_000)));
+            EXIT_OK
+        }
+        Command::Bench {
+            scenario, json, n, ..
+        } => {
             match runtime()
                 .block_on(async move { tokio::spawn(crate::bench::run(scenario, n)).await })
             {

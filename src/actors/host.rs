@@ -61,6 +61,9 @@ pub struct HostState {
     registry: Arc<Registry>,
     behaviour: Box<dyn Agent>,
     state: Value,
+    /// The message whose attempt marker rode in this host's last ack batch:
+    /// (sequence, attempt). Delivering it needs no marker write of its own.
+    premarked: Option<(u64, u32)>,
 }
 
 /// How one delivery ended.
@@ -93,6 +96,7 @@ impl Actor for AgentHost {
             replica: args.replica,
             registry: args.registry,
             behaviour,
+            premarked: None,
         })
     }
 
@@ -111,6 +115,9 @@ impl Actor for AgentHost {
         st: &mut HostState,
     ) -> Result<(), ActorProcessingErr> {
         st.behaviour.on_stop().await;
+        if let Some((seq, attempt)) = st.premarked.take() {
+            st.slot.unmark_attempt(seq, attempt);
+        }
         Ok(())
     }
 
@@ -165,8 +172,11 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
     }
     if let Some(store) = slot.store() {
         // G4: the attempt is durable before it starts, so a message that kills the
-        // whole daemon is still counted.
-        store.commit(slot.attempt_batch(&env)).await?;
+        // whole daemon is still counted. Under a backlog the marker was already
+        // committed with the previous message's ack.
+        if st.premarked.take() != Some((env.id.seq, env.attempt)) {
+            store.commit(slot.attempt_batch(&env)).await?;
+        }
     }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
         correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
@@ -225,6 +235,12 @@ async fn commit(st: &mut HostState, ctx: Context) -> Result<bool, ActorProcessin
     let mut batch = Batch::default();
     let mut store = st.slot.store().cloned();
     st.slot.write_ack(&message, new_state.as_ref(), &mut batch);
+    if st.slot.is_durable() {
+        if let Some((seq, attempt)) = st.slot.ready_head() {
+            st.slot.write_attempt(seq, attempt, &mut batch);
+            st.premarked = Some((seq, attempt));
+        }
+    }
     let mut outgoing = Vec::with_capacity(emits.len() + 1);
     let caused = |payload| Parts {
         payload,

@@ -487,6 +487,35 @@ impl AgentSlot {
         Next::Deliver(env)
     }
 
+    /// The head message, if it can be delivered now: (sequence, attempt).
+    pub(crate) fn ready_head(&self) -> Option<(u64, u32)> {
+        let inner = self.lock();
+        let head = inner.queue.front()?;
+        if head.not_before.is_some_and(|t| t > Instant::now()) {
+            return None;
+        }
+        Some((head.env.id.seq, head.env.attempt))
+    }
+
+    /// Adds "attempt `attempt` of message `seq` starts" to `batch` (durable only).
+    pub(crate) fn write_attempt(&self, seq: u64, attempt: u32, batch: &mut Batch) {
+        if self.store.is_some() {
+            let key = keys::seq_key(keys::ATTEMPT, &self.name, seq);
+            match attempt {
+                0 => batch.remove(key),
+                n => batch.insert(key, codec::encode_u64(u64::from(n))),
+            }
+        }
+    }
+
+    /// Submits a correction: message `seq` was marked as starting attempt `attempt`
+    /// but never started it (its host stopped first).
+    pub(crate) fn unmark_attempt(&self, seq: u64, attempt: u32) {
+        let mut b = Batch::default();
+        self.write_attempt(seq, attempt.saturating_sub(1), &mut b);
+        self.submit(b);
+    }
+
     /// The batch recording that attempt `env.attempt` of `env` starts (durable only).
     pub(crate) fn attempt_batch(&self, env: &Envelope) -> Batch {
         let mut b = Batch::default();

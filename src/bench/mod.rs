@@ -5,9 +5,12 @@
 //! Each scenario runs on the caller's tokio runtime (2 workers on this machine) with
 //! its driver as a spawned task, as the reference does.
 
+mod admin;
+mod durable;
 mod fanout;
 mod pingpong;
 mod restart;
+pub mod resume;
 mod spawn;
 
 use serde::Serialize;
@@ -23,6 +26,15 @@ pub enum Scenario {
     Spawn,
     /// One producer, many agents.
     Fanout,
+    /// Producers sending to one durable agent (crash and power modes).
+    Durable,
+    /// Messages pending when the daemon is SIGKILLed: time to resume.
+    Resume,
+    /// `send` over the admin socket from 1 and 16 clients.
+    Admin,
+    /// Internal: the child process of `resume`.
+    #[value(hide = true)]
+    ResumeFill,
 }
 
 /// One result line; absent fields are left out of the JSON.
@@ -62,6 +74,27 @@ pub struct BenchResult {
     /// Largest latency, µs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_us: Option<f64>,
+    /// Durable, admin: producers or clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producers: Option<u64>,
+    /// Durable: `crash` or `power`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<&'static str>,
+    /// Durable: requests made durable per flush (group commit's batching).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_flush: Option<f64>,
+    /// Handled messages per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handled_per_s: Option<f64>,
+    /// Resume: ms from restart to the first message handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_handled_ms: Option<f64>,
+    /// Resume: ms from restart to every message handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_handled_ms: Option<f64>,
+    /// Resume: accepted messages never handled (must be 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
     /// Restart: polls per restart, the successful one included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polls_per_restart: Option<f64>,
@@ -110,17 +143,31 @@ impl BenchResult {
         add("p99_us", self.p99_us);
         add("max_us", self.max_us);
         add("polls/restart", self.polls_per_restart);
+        add("producers", self.producers.map(|p| p as f64));
+        add("handled/s", self.handled_per_s);
+        add("msgs/flush", self.msgs_per_flush);
+        add("first_handled_ms", self.first_handled_ms);
+        add("all_handled_ms", self.all_handled_ms);
+        add("lost", self.lost.map(|l| l as f64));
+        if let Some(d) = self.durability {
+            parts.push(format!("durability={d}"));
+        }
         parts.join("  ")
     }
 }
 
-/// Runs `scenario` with size `n` (the scenario's default when `None`).
+/// Runs `scenario` with size `n` (the scenario's default when `None`; for the
+/// time-bound `durable` and `admin`, `n` is seconds per configuration).
 pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
     match scenario {
         Scenario::Pingpong => pingpong::run(n.unwrap_or(1_000_000)).await,
         Scenario::Restart => restart::run(n.unwrap_or(1_000)).await,
         Scenario::Spawn => spawn::run(n.unwrap_or(100_000)).await,
         Scenario::Fanout => fanout::run(n.unwrap_or(1_000), 1_000).await,
+        Scenario::Durable => durable::run(n.unwrap_or(3)).await,
+        Scenario::Resume => resume::run(n.unwrap_or(100_000)).await,
+        Scenario::Admin => admin::run(n.unwrap_or(3)).await,
+        Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Group commit: one thread applies the batches of every waiting request, makes
 //! them durable with one flush, then completes every request, in arrival order.
 //!
-//! Each request's batch is applied with `apply_batch` (atomic on its own), so a
-//! request is all-or-nothing; the shared flush makes every batch of the group
-//! durable at once. Completions run on this thread, in the order requests arrived,
+//! The batches of every request in a group are merged, in arrival order, into one
+//! sled batch and applied with one `apply_batch`: the group is all-or-nothing, so
+//! each request in it is too, and sled seals one log buffer per group instead of
+//! one per request. The flush after it makes the whole group durable at once. Completions run on this thread, in the order requests arrived,
 //! so a completion that publishes a message to an in-memory queue does so in commit
 //! order. `durability = "power"` adds an `fdatasync` of sled's log file after the
 //! flush (sled's own flush is `sync_file_range` on Linux, not a device flush).
@@ -21,7 +22,7 @@ pub type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One request: a batch and its completion.
 pub struct Commit {
-    pub(crate) batch: sled::Batch,
+    pub(crate) batch: super::Batch,
     pub(crate) then: Then,
 }
 
@@ -63,12 +64,17 @@ impl Committer {
     fn commit_group(&self, group: Vec<Commit>) {
         let started = Instant::now();
         let _span = tracing::trace_span!("warden.commit", batch = group.len()).entered();
+        let mut merged = sled::Batch::default();
         let mut thens = Vec::with_capacity(group.len());
         for c in group {
-            let applied = self.tree.apply_batch(c.batch).map_err(StoreError::from);
-            thens.push((c.then, applied));
+            c.batch.merge_into(&mut merged);
+            thens.push(c.then);
         }
-        let flushed = self.flush();
+        let result = self
+            .tree
+            .apply_batch(merged)
+            .map_err(StoreError::from)
+            .and_then(|()| self.flush());
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commits
@@ -76,8 +82,8 @@ impl Committer {
         self.stats
             .commit_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        for (then, applied) in thens {
-            then(applied.and(flushed.clone()));
+        for then in thens {
+            then(result.clone());
         }
     }
 

@@ -123,8 +123,9 @@ impl Default for StoreOptions {
 pub struct Store {
     path: PathBuf,
     durability: Durability,
-    db: sled::Db,
-    tree: sled::Tree,
+    /// Taken by [`Store::close`], which so releases sled's file lock at once, even
+    /// while other parts of the process still hold an `Arc<Store>`.
+    handles: Mutex<Option<(sled::Db, sled::Tree)>>,
     tx: Mutex<Option<Sender<Commit>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Counters.
@@ -183,8 +184,7 @@ impl Store {
         let store = Arc::new(Store {
             path: dir.to_path_buf(),
             durability: opts.durability,
-            db,
-            tree,
+            handles: Mutex::new(Some((db, tree))),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             stats,
@@ -196,7 +196,7 @@ impl Store {
     pub fn submit(&self, batch: Batch, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let commit = Commit {
-            batch: batch.inner,
+            batch,
             then: Box::new(then),
         };
         match tx {
@@ -218,12 +218,29 @@ impl Store {
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
-    /// Stops the committer after it has committed everything queued, and flushes.
+    /// Stops the committer after it has committed everything queued, flushes, and
+    /// releases the store (and its lock); later requests fail with `Closed`.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        if let Some((db, _tree)) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = db.flush();
+        }
+    }
+
+    fn tree(&self) -> Option<sled::Tree> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, t)| t.clone())
     }
 
     /// The store's counters.
@@ -244,14 +261,22 @@ impl Store {
                 commits as f64 / flushes as f64
             },
             quarantined: self.stats.quarantined.load(Ordering::Relaxed),
-            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+            size_on_disk: self
+                .handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|(db, _)| db.size_on_disk().ok())
+                .unwrap_or(0),
         }
     }
 
     /// The quarantined records: original key (lossy text) and raw bytes.
     pub fn quarantine(&self) -> Vec<(String, Vec<u8>)> {
-        self.tree
-            .scan_prefix([keys::QUARANTINE])
+        let Some(tree) = self.tree() else {
+            return Vec::new();
+        };
+        tree.scan_prefix([keys::QUARANTINE])
             .filter_map(Result::ok)
             .map(|(k, v)| (String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()))
             .collect()
@@ -259,13 +284,16 @@ impl Store {
 
     /// Reads one agent's state straight from disk (for tests and tools).
     pub fn read_state(&self, agent: &str) -> Option<Value> {
-        let v = self.tree.get(keys::agent_key(keys::STATE, agent)).ok()??;
+        let v = self
+            .tree()?
+            .get(keys::agent_key(keys::STATE, agent))
+            .ok()??;
         codec::decode_state(&v).ok()
     }
 
     /// Counts records per prefix byte (for tests and tools).
     pub fn count_prefix(&self, prefix: u8) -> usize {
-        self.tree.scan_prefix([prefix]).count()
+        self.tree().map_or(0, |t| t.scan_prefix([prefix]).count())
     }
 }
 
@@ -275,30 +303,39 @@ impl Drop for Store {
     }
 }
 
-/// A set of writes applied atomically: sled's batch, counting its operations so
-/// that an empty one is never sent to the committer.
+/// A set of writes applied atomically, in order (a later write to a key wins).
+/// The committer merges the batches of a whole group into one sled batch: sled
+/// 0.34 seals a log buffer per `apply_batch`, so one per group, not one per request,
+/// is what makes group commit cheap.
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
-    ops: usize,
+    ops: Vec<(sled::IVec, Option<sled::IVec>)>,
 }
 
 impl Batch {
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
-        self.inner.insert(key, value);
-        self.ops += 1;
+        self.ops.push((key.into(), Some(value.into())));
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: impl Into<sled::IVec>) {
-        self.inner.remove(key);
-        self.ops += 1;
+        self.ops.push((key.into(), None));
     }
 
     /// True when it holds no write.
     pub fn is_empty(&self) -> bool {
-        self.ops == 0
+        self.ops.is_empty()
+    }
+
+    /// Adds these writes to `into`, in order.
+    pub(crate) fn merge_into(self, into: &mut sled::Batch) {
+        for (k, v) in self.ops {
+            match v {
+                Some(v) => into.insert(k, v),
+                None => into.remove(k),
+            }
+        }
     }
 }
 
