@@ -81,14 +81,14 @@ impl Actor for AgentHost {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: HostArgs,
     ) -> Result<HostState, ActorProcessingErr> {
         // A previous incarnation of this replica may have died without its supervisor
-        // seeing it (a killed supervisor takes its children down with it): whatever it
-        // had in flight goes back to the head of the queue before this one starts.
-        args.slot
-            .replica_exited(args.replica, "previous incarnation ended", false);
+        // seeing it, or may even still be running (a killed supervisor's children die
+        // asynchronously): this one takes the replica over, and whatever was in flight
+        // goes back to the head of the queue.
+        args.slot.claim(args.replica, myself.get_id());
         let behaviour = (args.build)(&args.slot.spec)?;
         Ok(HostState {
             state: args.slot.state(),
@@ -131,13 +131,17 @@ impl Actor for AgentHost {
         for _ in 0..BURST {
             let env = match st.slot.next(st.replica, &myself) {
                 Next::Idle => return Ok(()),
+                Next::Stale => {
+                    myself.stop(Some(crate::supervision::EXIT_SHUTDOWN.to_string()));
+                    return Ok(());
+                }
                 Next::WaitFor(d) => {
                     myself.send_after(d, || HostMsg::Wake);
                     return Ok(());
                 }
                 Next::Deliver(env) => env,
             };
-            match deliver(st, env).await? {
+            match deliver(st, env, myself.get_id()).await? {
                 Outcome::Done { stop: true } => {
                     myself.stop(Some(crate::supervision::EXIT_NORMAL.to_string()));
                     return Ok(());
@@ -154,17 +158,22 @@ impl Actor for AgentHost {
 }
 
 /// Handles one message and commits or records the failure. `Err` fails the actor.
-async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, ActorProcessingErr> {
+async fn deliver(
+    st: &mut HostState,
+    env: Arc<Envelope>,
+    me: ractor::ActorId,
+) -> Result<Outcome, ActorProcessingErr> {
     let slot = st.slot.clone();
     let spec = &slot.spec;
     if env.hops > spec.hop_budget {
         let why = format!("{} hops, budget {}", env.hops, spec.hop_budget);
-        slot.dead_letter(st.replica, DeadReason::HopBudgetExhausted, &why);
+        slot.dead_letter(st.replica, me, DeadReason::HopBudgetExhausted, &why);
         return Ok(Outcome::Failed);
     }
     if env.deadline_ms.is_some_and(|d| d <= now_ms()) {
         slot.dead_letter(
             st.replica,
+            me,
             DeadReason::DeadlineExceeded,
             "deadline passed before handling",
         );
@@ -205,13 +214,13 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
     };
     match result {
         Ok(()) => {
-            let stop = commit(st, ctx).await?;
+            let stop = commit(st, ctx, me).await?;
             Ok(Outcome::Done { stop })
         }
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
         Err(e) => {
             tracing::debug!(agent = %slot.name, message_id = %env.id, error = %e, "attempt failed");
-            slot.fail(st.replica, &e.message, e.kind == ErrorKind::Retryable);
+            slot.fail(st.replica, me, &e.message, e.kind == ErrorKind::Retryable);
             Ok(Outcome::Failed)
         }
     }
@@ -221,7 +230,11 @@ async fn deliver(st: &mut HostState, env: Arc<Envelope>) -> Result<Outcome, Acto
 /// an agent-addressed reply) in one store batch when any of them is durable; then
 /// publishes the emits and completes a waiting call. Returns whether the handler
 /// asked to stop. A failed store write fails the host (the message is redelivered).
-async fn commit(st: &mut HostState, ctx: Context) -> Result<bool, ActorProcessingErr> {
+async fn commit(
+    st: &mut HostState,
+    ctx: Context,
+    me: ractor::ActorId,
+) -> Result<bool, ActorProcessingErr> {
     let Context {
         message,
         state,
@@ -272,6 +285,13 @@ async fn commit(st: &mut HostState, ctx: Context) -> Result<bool, ActorProcessin
         },
         _ => {}
     }
+    if !st.slot.owns(st.replica, me) {
+        // Superseded while handling: the successor redelivers this message.
+        for (to, _) in &outgoing {
+            to.abort_emit();
+        }
+        return Ok(true);
+    }
     if let Some(store) = store.filter(|_| !batch.is_empty()) {
         let _span = tracing::trace_span!("warden.commit", agent = %st.slot.name);
         if let Err(e) = store.commit(batch).await {
@@ -284,7 +304,12 @@ async fn commit(st: &mut HostState, ctx: Context) -> Result<bool, ActorProcessin
     if let Some(s) = &new_state {
         st.state = s.clone();
     }
-    st.slot.ack(st.replica, new_state);
+    if !st.slot.ack(st.replica, me, new_state) {
+        for (to, _) in &outgoing {
+            to.abort_emit();
+        }
+        return Ok(true);
+    }
     for (to, env) in outgoing {
         to.finish_emit(env);
     }

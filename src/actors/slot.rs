@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ractor::ActorRef;
+use ractor::{ActorId, ActorRef};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -172,11 +172,17 @@ pub(crate) enum Next {
     WaitFor(Duration),
     /// Nothing to do; the host is parked and will be woken by the next enqueue.
     Idle,
+    /// This host no longer owns its replica (a newer incarnation does): stop.
+    Stale,
 }
 
 struct Inner {
     queue: VecDeque<Queued>,
     in_flight: Vec<Option<Arc<Envelope>>>,
+    /// The host incarnation that owns each replica. A killed supervisor's children
+    /// die asynchronously, so an old host can still be running when its successor
+    /// starts: only the owner may take, ack or fail messages.
+    owners: Vec<Option<ActorId>>,
     idle: Vec<(usize, ActorRef<HostMsg>)>,
     state: Value,
     dead: Vec<DeadLetter>,
@@ -250,6 +256,7 @@ impl AgentSlot {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: vec![None; spec.replicas as usize],
+                owners: vec![None; spec.replicas as usize],
                 idle: Vec::new(),
                 state: r.state,
                 dead: r.dead,
@@ -471,6 +478,9 @@ impl AgentSlot {
     /// Takes the next message for `replica`, or parks `host` if there is none.
     pub(crate) fn next(&self, replica: usize, host: &ActorRef<HostMsg>) -> Next {
         let mut inner = self.lock();
+        if inner.owners[replica] != Some(host.get_id()) {
+            return Next::Stale;
+        }
         let Some(head) = inner.queue.front() else {
             inner.idle.retain(|(r, _)| *r != replica);
             inner.idle.push((replica, host.clone()));
@@ -485,6 +495,22 @@ impl AgentSlot {
         let env = inner.queue.pop_front().expect("head exists").env;
         inner.in_flight[replica] = Some(env.clone());
         Next::Deliver(env)
+    }
+
+    /// Makes host `who` the owner of `replica`; a message its predecessor had in
+    /// flight goes back to the head of the queue (an interrupted attempt, not counted).
+    pub(crate) fn claim(&self, replica: usize, who: ActorId) {
+        let mut inner = self.lock();
+        if let Some(env) = inner.in_flight[replica].take() {
+            inner.insert_sorted(env, None);
+        }
+        inner.idle.retain(|(r, _)| *r != replica);
+        inner.owners[replica] = Some(who);
+    }
+
+    /// True while host `who` owns `replica`.
+    pub(crate) fn owns(&self, replica: usize, who: ActorId) -> bool {
+        self.lock().owners[replica] == Some(who)
     }
 
     /// The head message, if it can be delivered now: (sequence, attempt).
@@ -542,21 +568,29 @@ impl AgentSlot {
 
     /// Acks `replica`'s in-flight message in memory (after its commit) and, when
     /// `state` is given, replaces the state.
-    pub(crate) fn ack(&self, replica: usize, state: Option<Value>) {
+    /// Returns false (and changes nothing) when `who` no longer owns the replica.
+    pub(crate) fn ack(&self, replica: usize, who: ActorId, state: Option<Value>) -> bool {
         let mut inner = self.lock();
+        if inner.owners[replica] != Some(who) {
+            return false;
+        }
         inner.in_flight[replica] = None;
         if let Some(state) = state {
             inner.state = state;
         }
         drop(inner);
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Records a failed attempt of `replica`'s in-flight message: retried after backoff
     /// at the head of the queue, or dead-lettered when `retry` is false or attempts are
     /// used up. Returns whether a message was in flight.
-    pub(crate) fn fail(&self, replica: usize, error: &str, retry: bool) -> bool {
+    pub(crate) fn fail(&self, replica: usize, who: ActorId, error: &str, retry: bool) -> bool {
         let mut inner = self.lock();
+        if inner.owners[replica] != Some(who) {
+            return false;
+        }
         let Some(env) = inner.in_flight[replica].take() else {
             return false;
         };
@@ -577,8 +611,17 @@ impl AgentSlot {
     }
 
     /// Dead-letters `replica`'s in-flight message without an attempt (hop budget, deadline).
-    pub(crate) fn dead_letter(&self, replica: usize, reason: DeadReason, error: &str) {
+    pub(crate) fn dead_letter(
+        &self,
+        replica: usize,
+        who: ActorId,
+        reason: DeadReason,
+        error: &str,
+    ) {
         let mut inner = self.lock();
+        if inner.owners[replica] != Some(who) {
+            return;
+        }
         if let Some(env) = inner.in_flight[replica].take() {
             self.bury(
                 &mut inner,
@@ -630,9 +673,18 @@ impl AgentSlot {
     /// when it was killed or stopped from outside, the attempt was interrupted, not
     /// failed, and the message goes back to the head unchanged. Returns whether a
     /// message was in flight.
-    pub(crate) fn replica_exited(&self, replica: usize, reason: &str, counted: bool) -> bool {
+    pub(crate) fn replica_exited(
+        &self,
+        replica: usize,
+        who: ActorId,
+        reason: &str,
+        counted: bool,
+    ) -> bool {
+        if !self.owns(replica, who) {
+            return false; // a stale incarnation: its successor already took over
+        }
         let in_flight = if counted {
-            self.fail(replica, reason, true)
+            self.fail(replica, who, reason, true)
         } else {
             let mut inner = self.lock();
             match inner.in_flight[replica].take() {
@@ -645,6 +697,7 @@ impl AgentSlot {
         };
         let waker = {
             let mut inner = self.lock();
+            inner.owners[replica] = None;
             inner.idle.retain(|(r, _)| *r != replica);
             if inner.queue.is_empty() {
                 None

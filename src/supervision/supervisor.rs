@@ -344,7 +344,7 @@ impl SupState {
             if let Some(cell) = child.cells[r].take() {
                 shutdown_cell(&cell, child.spec.shutdown).await;
                 if let Some(slot) = &child.slot {
-                    slot.replica_exited(r, EXIT_SHUTDOWN, false);
+                    slot.replica_exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
                 }
             }
         }
@@ -438,7 +438,7 @@ impl SupState {
         let had_message = child
             .slot
             .as_ref()
-            .is_some_and(|s| s.replica_exited(r, &reason, own_failure));
+            .is_some_and(|s| s.replica_exited(r, id, &reason, own_failure));
         let attributed = had_message && own_failure;
         let name = child.name.clone();
         if exit.is_abnormal() {

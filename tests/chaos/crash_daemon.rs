@@ -18,6 +18,8 @@ data_dir = "{dir}/data"
 shutdown_timeout = "5s"
 
 [supervisor.root]
+max_restarts = 1000                # tests kill agents in bursts: never give up here
+within = "1s"
 children = ["intake", "stage", "out", "tally", "fragile"]
 
 [agent.intake]
@@ -51,7 +53,11 @@ const T: Duration = Duration::from_secs(30);
 fn send_until_accepted(sb: &Sandbox, to: &str, payload: Value, key: &str) -> Value {
     let deadline = Instant::now() + T;
     loop {
-        assert!(Instant::now() < deadline, "no daemon accepted {key}");
+        assert!(
+            Instant::now() < deadline,
+            "no daemon accepted {key}; daemon log:\n{}",
+            std::fs::read_to_string(sb.path("daemon.log")).unwrap_or_default()
+        );
         if let Ok(s) = std::os::unix::net::UnixStream::connect(sb.socket()) {
             drop(s);
             let r = std::panic::catch_unwind(|| {
