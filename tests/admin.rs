@@ -504,3 +504,56 @@ fn root_giving_up_ends_the_daemon_non_zero() {
         d.log_text()
     );
 }
+
+#[test]
+fn clients_beyond_the_cap_get_busy() {
+    let sb = Sandbox::new(&CONFIG.replace(
+        "admin_idle_timeout = \"1s\"",
+        "admin_idle_timeout = \"30s\"\nadmin_max_clients = 2",
+    ));
+    let _d = sb.start_ready();
+    let mut a = sb.conn();
+    let mut b = sb.conn();
+    assert_eq!(a.req(json!({"id": 1, "op": "ping"}))["ok"], true);
+    assert_eq!(b.req(json!({"id": 1, "op": "ping"}))["ok"], true);
+    let mut c = sb.conn();
+    let r = c.read();
+    assert_eq!(r["error"]["code"], "busy", "{r}");
+    drop(a);
+    wait_until_blocking("a slot frees up", T, || {
+        let mut d = sb.conn();
+        d.req(json!({"id": 2, "op": "ping"}))["ok"] == true
+    });
+}
+
+#[test]
+fn a_timed_out_call_leaves_nothing_behind() {
+    let sb = Sandbox::new(CONFIG);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    assert_eq!(
+        c.req(json!({"id": 1, "op": "stop", "agent": "intake"}))["ok"],
+        true
+    );
+    let r = c.req(
+        json!({"id": 2, "op": "call", "to": "intake", "payload": {"q": 1}, "timeout": "200ms"}),
+    );
+    assert_eq!(r["error"]["code"], "timeout", "{r}");
+    let stats = c.req(json!({"id": 3, "op": "stats"}));
+    assert_eq!(
+        stats["result"]["calls_pending"], 0,
+        "the waiting call was removed"
+    );
+    assert_eq!(
+        stats["result"]["agents"]["intake"]["pending"], 1,
+        "the message stays accepted"
+    );
+    assert_eq!(
+        c.req(json!({"id": 4, "op": "start", "agent": "intake"}))["ok"],
+        true
+    );
+    wait_until_blocking("handled later; its reply dropped", T, || {
+        out_payloads(&sb).len() == 1
+    });
+    assert_eq!(c.req(json!({"id": 5, "op": "ping"}))["ok"], true);
+}

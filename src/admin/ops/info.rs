@@ -55,5 +55,10 @@ pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
         .store()
         .map(|s| serde_json::to_value(s.snapshot()).expect("snapshot encodes"))
         .unwrap_or(Value::Null);
-    Ok(json!({"agents": agents, "limits": {}, "store": store}))
+    Ok(json!({
+        "agents": agents,
+        "limits": {},
+        "calls_pending": registry.pending_calls(),
+        "store": store,
+    }))
 }
