@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 
-use super::durable::{sinkhole, tempfile_dir};
+use super::durable::{close, sinkhole, tempfile_dir};
 use super::BenchResult;
 use crate::admin::ops::AdminCtx;
 use crate::admin::server::{self, ServerLimits};
@@ -72,11 +72,7 @@ async fn one(clients: usize, span: Duration) -> BenchResult {
     let elapsed = start.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);
     let _ = srv.await;
-    rt.shutdown(Duration::from_secs(30)).await;
-    if let Some(s) = rt.store().cloned() {
-        drop(rt);
-        s.close();
-    }
+    close(rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     let n = samples.len() as u64;
     let mut r = BenchResult::new("admin_send", n).latencies(&mut samples);

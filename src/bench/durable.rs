@@ -53,6 +53,17 @@ pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> R
         .expect("bench tree starts")
 }
 
+/// Stops the tree, then closes its store (releasing the store's lock) once the
+/// last handle on the runtime is gone. Callers drop their slots first.
+pub(super) async fn close(rt: Arc<Runtime>) {
+    rt.shutdown(Duration::from_secs(30)).await;
+    let store = rt.store().cloned();
+    drop(rt);
+    if let Some(s) = store {
+        s.close();
+    }
+}
+
 /// A 256-byte JSON payload.
 pub(super) fn payload() -> Value {
     Value::String("x".repeat(254))
@@ -104,13 +115,8 @@ async fn one(durability: Durability, producers: usize, span: Duration) -> BenchR
     let handled = slot.stats.handled.load(Ordering::Relaxed);
     let handled_elapsed = start.elapsed().as_secs_f64();
     let snap = rt.store().map(|s| s.snapshot());
-    rt.shutdown(Duration::from_secs(30)).await;
-    let store = rt.store().cloned();
     drop(slot);
-    drop(rt);
-    if let Some(s) = store {
-        s.close();
-    }
+    close(rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     let mut r = BenchResult::new("durable", accepted).latencies(&mut samples);
     r.producers = Some(producers as u64);

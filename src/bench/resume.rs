@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::durable::{payload, sinkhole, tempfile_dir};
+use super::durable::{close, payload, sinkhole, tempfile_dir};
 use super::BenchResult;
 use crate::actors::{Registry, SendOptions};
 use crate::config::Durability;
@@ -59,7 +59,7 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     let _ = child.wait();
 
     let t0 = Instant::now();
-    let rt = sinkhole(&dir, Durability::Crash).await;
+    let rt = Arc::new(sinkhole(&dir, Durability::Crash).await);
     let slot = rt.agent("sinkhole").expect("slot");
     while slot.stats.handled.load(Ordering::Relaxed) == 0 {
         tokio::task::yield_now().await;
@@ -71,13 +71,8 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     }
     let all = t0.elapsed();
     let handled = slot.stats.handled.load(Ordering::Relaxed);
-    rt.shutdown(Duration::from_secs(30)).await;
-    let store = rt.store().cloned();
     drop(slot);
-    drop(rt);
-    if let Some(s) = store {
-        s.close();
-    }
+    close(rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     let mut r = BenchResult::new("resume", n);
     r.first_handled_ms = Some(first.as_secs_f64() * 1000.0);
