@@ -138,11 +138,7 @@ impl Store {
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Arc<Store>, Recovered), StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| StoreError::Sled(format!("cannot open {}: {e}", dir.display())))?;
+        let db = open_sled(dir)?;
         let tree = db.open_tree("warden")?;
         match tree.get(keys::META)? {
             Some(v) if v.first().copied().unwrap_or(0) > codec::FORMAT => {
@@ -294,6 +290,31 @@ impl Store {
     /// Counts records per prefix byte (for tests and tools).
     pub fn count_prefix(&self, prefix: u8) -> usize {
         self.tree().map_or(0, |t| t.scan_prefix([prefix]).count())
+    }
+}
+
+/// Opens sled in `dir`. sled releases its file lock only after its background
+/// writers finish, a moment after the last handle is dropped; an in-process reopen
+/// (tests, benchmarks) waits for that, up to 5 s. Two daemons never get here: the
+/// data directory's own lock refuses the second one first.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(StoreError::Sled(format!(
+                    "cannot open {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
     }
 }
 
