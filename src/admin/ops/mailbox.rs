@@ -95,37 +95,28 @@ fn pick(p: &DlqPickReq) -> Result<Option<MessageId>, AdminError> {
     }
 }
 
+/// `not_found` when one message was asked for and none was acted on.
+fn found(n: usize, p: &DlqPickReq) -> Result<(), AdminError> {
+    match &p.message_id {
+        Some(id) if n == 0 => Err(AdminError::new(
+            "not_found",
+            format!("no dead letter {id} for '{}'", p.agent),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn dlq_replay(p: DlqPickReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let s = slot(ctx, &p.agent)?;
-    let id = pick(&p)?;
-    let ids = s.replay_dead(id.as_ref());
-    if ids.is_empty() && id.is_some() {
-        return Err(AdminError::new(
-            "not_found",
-            format!(
-                "no dead letter {} for '{}'",
-                p.message_id.unwrap_or_default(),
-                p.agent
-            ),
-        ));
-    }
+    let ids = s.replay_dead(pick(&p)?.as_ref());
+    found(ids.len(), &p)?;
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Ok(json!({"replayed": ids.len(), "message_ids": ids}))
 }
 
 pub(super) fn dlq_purge(p: DlqPickReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let s = slot(ctx, &p.agent)?;
-    let id = pick(&p)?;
-    let n = s.purge_dead(id.as_ref());
-    if n == 0 && id.is_some() {
-        return Err(AdminError::new(
-            "not_found",
-            format!(
-                "no dead letter {} for '{}'",
-                p.message_id.unwrap_or_default(),
-                p.agent
-            ),
-        ));
-    }
+    let n = s.purge_dead(pick(&p)?.as_ref());
+    found(n, &p)?;
     Ok(json!({"purged": n}))
 }
