@@ -166,6 +166,12 @@ fn every_op_through_a_raw_socket() {
         c.req(json!({"id": 20, "op": "dlq_list"}))["result"],
         json!([])
     );
+    let gone = c.req(json!({"id": 22, "op": "dlq_replay", "agent": "planner", "message_id": pid}));
+    assert_eq!(gone["error"]["code"], "not_found");
+    let both = c.req(
+        json!({"id": 23, "op": "dlq_purge", "agent": "planner", "message_id": pid, "all": true}),
+    );
+    assert_eq!(both["error"]["code"], "bad_request", "id or all, not both");
     let bye = c.req(json!({"id": 21, "op": "shutdown"}));
     assert_eq!(bye["result"]["shutting_down"], true);
 }
