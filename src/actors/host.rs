@@ -27,6 +27,9 @@ use crate::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
 use crate::store::Batch;
 
+/// How long a new host waits for a still-running predecessor to exit.
+pub const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
+
 /// Messages handled per burst before the host yields to its control messages.
 pub const BURST: usize = 64;
 /// Longest burst before the host yields.
@@ -85,10 +88,23 @@ impl Actor for AgentHost {
         args: HostArgs,
     ) -> Result<HostState, ActorProcessingErr> {
         // A previous incarnation of this replica may have died without its supervisor
-        // seeing it, or may even still be running (a killed supervisor's children die
-        // asynchronously): this one takes the replica over, and whatever was in flight
-        // goes back to the head of the queue.
-        args.slot.claim(args.replica, myself.get_id());
+        // seeing it, or may even still be running: a killed supervisor's children die
+        // asynchronously. Two live hosts on one replica would break its order, so the
+        // old one is killed and waited for; then this one takes the replica over, and
+        // whatever was in flight goes back to the head of the queue.
+        if let Some(old) = args.slot.owner(args.replica) {
+            if old.get_id() != myself.get_id() && old.get_status() != ractor::ActorStatus::Stopped {
+                old.kill();
+                if old.wait(Some(PREDECESSOR_EXIT)).await.is_err() {
+                    return Err(format!(
+                        "the previous incarnation of replica {} did not exit within {PREDECESSOR_EXIT:?}",
+                        args.replica
+                    )
+                    .into());
+                }
+            }
+        }
+        args.slot.claim(args.replica, myself.get_cell());
         let behaviour = (args.build)(&args.slot.spec)?;
         Ok(HostState {
             state: args.slot.state(),

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ractor::{ActorId, ActorRef};
+use ractor::{ActorCell, ActorId, ActorRef};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -182,7 +182,7 @@ struct Inner {
     /// The host incarnation that owns each replica. A killed supervisor's children
     /// die asynchronously, so an old host can still be running when its successor
     /// starts: only the owner may take, ack or fail messages.
-    owners: Vec<Option<ActorId>>,
+    owners: Vec<Option<ActorCell>>,
     idle: Vec<(usize, ActorRef<HostMsg>)>,
     state: Value,
     dead: Vec<DeadLetter>,
@@ -478,7 +478,7 @@ impl AgentSlot {
     /// Takes the next message for `replica`, or parks `host` if there is none.
     pub(crate) fn next(&self, replica: usize, host: &ActorRef<HostMsg>) -> Next {
         let mut inner = self.lock();
-        if inner.owners[replica] != Some(host.get_id()) {
+        if owner_id(&inner.owners[replica]) != Some(host.get_id()) {
             return Next::Stale;
         }
         let Some(head) = inner.queue.front() else {
@@ -497,9 +497,14 @@ impl AgentSlot {
         Next::Deliver(env)
     }
 
+    /// The host that owns `replica`, if any (it may be dying).
+    pub(crate) fn owner(&self, replica: usize) -> Option<ActorCell> {
+        self.lock().owners[replica].clone()
+    }
+
     /// Makes host `who` the owner of `replica`; a message its predecessor had in
     /// flight goes back to the head of the queue (an interrupted attempt, not counted).
-    pub(crate) fn claim(&self, replica: usize, who: ActorId) {
+    pub(crate) fn claim(&self, replica: usize, who: ActorCell) {
         let mut inner = self.lock();
         if let Some(env) = inner.in_flight[replica].take() {
             inner.insert_sorted(env, None);
@@ -510,7 +515,7 @@ impl AgentSlot {
 
     /// True while host `who` owns `replica`.
     pub(crate) fn owns(&self, replica: usize, who: ActorId) -> bool {
-        self.lock().owners[replica] == Some(who)
+        owner_id(&self.lock().owners[replica]) == Some(who)
     }
 
     /// The head message, if it can be delivered now: (sequence, attempt).
@@ -571,7 +576,7 @@ impl AgentSlot {
     /// Returns false (and changes nothing) when `who` no longer owns the replica.
     pub(crate) fn ack(&self, replica: usize, who: ActorId, state: Option<Value>) -> bool {
         let mut inner = self.lock();
-        if inner.owners[replica] != Some(who) {
+        if owner_id(&inner.owners[replica]) != Some(who) {
             return false;
         }
         inner.in_flight[replica] = None;
@@ -588,7 +593,7 @@ impl AgentSlot {
     /// used up. Returns whether a message was in flight.
     pub(crate) fn fail(&self, replica: usize, who: ActorId, error: &str, retry: bool) -> bool {
         let mut inner = self.lock();
-        if inner.owners[replica] != Some(who) {
+        if owner_id(&inner.owners[replica]) != Some(who) {
             return false;
         }
         let Some(env) = inner.in_flight[replica].take() else {
@@ -619,7 +624,7 @@ impl AgentSlot {
         error: &str,
     ) {
         let mut inner = self.lock();
-        if inner.owners[replica] != Some(who) {
+        if owner_id(&inner.owners[replica]) != Some(who) {
             return;
         }
         if let Some(env) = inner.in_flight[replica].take() {
@@ -823,6 +828,10 @@ impl AgentSlot {
         self.submit(batch);
         expired.len()
     }
+}
+
+fn owner_id(owner: &Option<ActorCell>) -> Option<ActorId> {
+    owner.as_ref().map(ActorCell::get_id)
 }
 
 fn wake(waker: Option<(usize, ActorRef<HostMsg>)>) {
