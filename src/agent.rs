@@ -32,6 +32,8 @@ pub struct AgentError {
     pub kind: ErrorKind,
     /// Shown in dead letters, logs and events.
     pub message: String,
+    /// `RateLimited`: how long the upstream asked us to wait (a 429's Retry-After).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// The three ways a handler can fail.
@@ -44,6 +46,9 @@ pub enum ErrorKind {
     /// Crash this incarnation ("let it crash"): the supervisor restarts it and the
     /// message is redelivered to the new incarnation, counting an attempt.
     Fatal,
+    /// The upstream said "too many requests": every limiter of the agent pauses for
+    /// `retry_after`, and the message is retried after it, without counting an attempt.
+    RateLimited,
 }
 
 impl AgentError {
@@ -52,6 +57,7 @@ impl AgentError {
         AgentError {
             kind: ErrorKind::Retryable,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -60,6 +66,7 @@ impl AgentError {
         AgentError {
             kind: ErrorKind::NonRetryable,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -68,6 +75,19 @@ impl AgentError {
         AgentError {
             kind: ErrorKind::Fatal,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl AgentError {
+    /// The upstream rate-limited us (HTTP 429): pause this agent's limiters for
+    /// `retry_after`, then retry the message (no attempt is counted).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        AgentError {
+            kind: ErrorKind::RateLimited,
+            message: format!("rate limited; retry after {retry_after:?}"),
+            retry_after: Some(retry_after),
         }
     }
 }

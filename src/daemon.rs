@@ -25,7 +25,8 @@ use crate::admin::server::{self, lock_data_dir, ServerLimits};
 
 use crate::actors::Kinds;
 use crate::config::Config;
-use crate::runtime::{RootExit, Runtime};
+use crate::policies::rate_limit::Limits;
+use crate::runtime::{Options, RootExit, Runtime};
 use crate::store::{Store, StoreOptions};
 use crate::supervision::tree::Durable;
 
@@ -94,7 +95,11 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let runtime = match Runtime::start_with(config.tree.clone(), kinds, Some(durable)).await {
+    let options = Options {
+        durable: Some(durable),
+        limits: Limits::new(&config.limits),
+    };
+    let runtime = match Runtime::start_with(config.tree.clone(), kinds, options).await {
         Ok(r) => Arc::new(r),
         Err(e) => {
             tracing::error!(error = %e, "the tree failed to start");

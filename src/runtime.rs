@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::actors::slot::Sent;
 use crate::actors::{AgentSlot, CallError, Kinds, SendError, SendOptions};
 use crate::envelope::MessageId;
+use crate::policies::rate_limit::Limits;
 use crate::store::Store;
 use crate::supervision::supervisor::{SupMsg, Supervisor, SupervisorArgs};
 use crate::supervision::tree::Durable;
@@ -22,6 +23,15 @@ use crate::supervision::{
     ChildInfo, ChildSpec, ControlError, ControlOp, Exit, Status, SupervisorSpec, TreeContext,
     TreeEvent, TreeSnapshot,
 };
+
+/// What a runtime is started with besides its tree and kinds.
+#[derive(Default)]
+pub struct Options {
+    /// The store for durable mailboxes (`None`: every mailbox in memory).
+    pub durable: Option<Durable>,
+    /// Named rate limiters.
+    pub limits: Limits,
+}
 
 /// How the tree ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,19 +152,20 @@ pub struct Runtime {
 impl Runtime {
     /// Validates `spec`, starts the tree (children in declared order) and returns once
     /// every child has started.
-    /// Every mailbox lives in memory (`mailbox = "durable"` included).
+    /// Every mailbox lives in memory (`mailbox = "durable"` included), no limiters.
     pub async fn start(spec: SupervisorSpec, kinds: Kinds) -> Result<Runtime, StartError> {
-        Self::start_with(spec, kinds, None).await
+        Self::start_with(spec, kinds, Options::default()).await
     }
 
-    /// Like [`Runtime::start`], with durable mailboxes kept in `durable`'s store and
-    /// resumed from what it recovered.
+    /// Like [`Runtime::start`], with durable mailboxes kept in the options' store
+    /// (resumed from what it recovered) and the options' named limiters.
     pub async fn start_with(
         spec: SupervisorSpec,
         kinds: Kinds,
-        durable: Option<Durable>,
+        options: Options,
     ) -> Result<Runtime, StartError> {
-        let tree = TreeContext::new(&spec, kinds, durable).map_err(StartError::Invalid)?;
+        let tree = TreeContext::new(&spec, kinds, options.durable, options.limits)
+            .map_err(StartError::Invalid)?;
         if let Some(d) = &tree.durable {
             let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
             for (agent, r) in &left.agents {

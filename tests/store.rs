@@ -35,9 +35,16 @@ async fn start(dir: &Path, capacity: usize, retention: Duration) -> Runtime {
         retention,
     };
     let (k, _) = kinds();
-    Runtime::start_with(tree(capacity), k, Some(durable))
-        .await
-        .expect("tree starts")
+    Runtime::start_with(
+        tree(capacity),
+        k,
+        warden::runtime::Options {
+            durable: Some(durable),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("tree starts")
 }
 
 /// sled opened as the store opens it (no background flusher, which would hold the

@@ -25,6 +25,7 @@ use super::slot::{AgentSlot, DeadReason, Next, Parts};
 use super::Registry;
 use crate::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
+use crate::policies::rate_limit::{Limiter, Refused};
 use crate::store::Batch;
 
 /// How long a new host waits for a still-running predecessor to exit.
@@ -55,6 +56,8 @@ pub struct HostArgs {
     pub registry: Arc<Registry>,
     /// Builds the behaviour.
     pub build: Arc<BuildFn>,
+    /// The limiters this agent takes permits from, in its declared order.
+    pub limiters: Vec<Arc<Limiter>>,
 }
 
 /// A running host.
@@ -63,6 +66,7 @@ pub struct HostState {
     replica: usize,
     registry: Arc<Registry>,
     behaviour: Box<dyn Agent>,
+    limiters: Vec<Arc<Limiter>>,
     state: Value,
     /// The message whose attempt marker rode in this host's last ack batch:
     /// (sequence, attempt). Delivering it needs no marker write of its own.
@@ -112,6 +116,7 @@ impl Actor for AgentHost {
             replica: args.replica,
             registry: args.registry,
             behaviour,
+            limiters: args.limiters,
             premarked: None,
         })
     }
@@ -195,6 +200,17 @@ async fn deliver(
         );
         return Ok(Outcome::Failed);
     }
+    // G8: a permit from every limiter first; waiting is not an attempt.
+    let deadline = env
+        .deadline_ms
+        .map(|d| std::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
+    for limiter in &st.limiters {
+        if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
+            let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
+            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why);
+            return Ok(Outcome::Failed);
+        }
+    }
     if let Some(store) = slot.store() {
         // G4: the attempt is durable before it starts, so a message that kills the
         // whole daemon is still counted. Under a backlog the marker was already
@@ -234,6 +250,14 @@ async fn deliver(
             Ok(Outcome::Done { stop })
         }
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
+        Err(e) if e.kind == ErrorKind::RateLimited => {
+            let pause = e.retry_after.unwrap_or(Duration::from_secs(1));
+            for limiter in &st.limiters {
+                limiter.pause(pause);
+            }
+            slot.retry_later(st.replica, me, pause);
+            Ok(Outcome::Failed)
+        }
         Err(e) => {
             tracing::debug!(agent = %slot.name, message_id = %env.id, error = %e, "attempt failed");
             slot.fail(st.replica, me, &e.message, e.kind == ErrorKind::Retryable);

@@ -615,6 +615,18 @@ impl AgentSlot {
         true
     }
 
+    /// Puts `replica`'s in-flight message back at the head, to be delivered after
+    /// `delay`, without counting the attempt (the upstream rate-limited us).
+    pub(crate) fn retry_later(&self, replica: usize, who: ActorId, delay: Duration) {
+        let mut inner = self.lock();
+        if owner_id(&inner.owners[replica]) != Some(who) {
+            return;
+        }
+        if let Some(env) = inner.in_flight[replica].take() {
+            inner.insert_sorted(env, Some(Instant::now() + delay));
+        }
+    }
+
     /// Dead-letters `replica`'s in-flight message without an attempt (hop budget, deadline).
     pub(crate) fn dead_letter(
         &self,

@@ -48,7 +48,11 @@ pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> R
         recovered: Mutex::new(recovered),
         retention: Duration::from_secs(3600),
     };
-    Runtime::start_with(tree, kinds, Some(durable))
+    let options = crate::runtime::Options {
+        durable: Some(durable),
+        ..Default::default()
+    };
+    Runtime::start_with(tree, kinds, options)
         .await
         .expect("bench tree starts")
 }

@@ -1,5 +1,7 @@
 //! Policies that bound an agent's work: one file per policy.
 //!
 //! - [`backoff`]: the exponential delay curve used by message retries and restarts.
+//! - [`rate_limit`]: named token buckets shared by agents (G8).
 
 pub mod backoff;
+pub mod rate_limit;

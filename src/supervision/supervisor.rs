@@ -305,6 +305,15 @@ impl SupState {
                         replica: r,
                         registry: tree.registry.clone(),
                         build: kind.build.clone(),
+                        limiters: a
+                            .limits
+                            .iter()
+                            .map(|l| {
+                                tree.limits
+                                    .get(l)
+                                    .ok_or_else(|| format!("no limiter '{l}'"))
+                            })
+                            .collect::<Result<_, _>>()?,
                     };
                     AgentHost::spawn_linked(None, AgentHost, args, myself.get_cell())
                         .await

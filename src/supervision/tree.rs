@@ -17,6 +17,7 @@ use super::spec::{ChildKind, SupervisorSpec};
 use super::supervisor::SupMsg;
 use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
+use crate::policies::rate_limit::Limits;
 use crate::store::{Recovered, Store};
 use std::time::Duration;
 
@@ -165,6 +166,9 @@ pub struct TreeContext {
     pub kinds: Kinds,
     /// The store, when the tree has durable mailboxes.
     pub durable: Option<Durable>,
+    /// Named rate limiters, shared by the agents that list them; they outlive
+    /// every incarnation, so a restart does not reset a quota.
+    pub limits: Limits,
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
     supervisors: RwLock<HashMap<String, ActorRef<SupMsg>>>,
@@ -177,12 +181,14 @@ impl TreeContext {
         root: &SupervisorSpec,
         kinds: Kinds,
         durable: Option<Durable>,
+        limits: Limits,
     ) -> Result<Arc<Self>, String> {
         root.validate()?;
         let ctx = TreeContext {
             registry: Arc::new(Registry::default()),
             kinds,
             durable,
+            limits,
             nodes: RwLock::new(HashMap::new()),
             parents: RwLock::new(HashMap::new()),
             supervisors: RwLock::new(HashMap::new()),
@@ -220,6 +226,9 @@ impl TreeContext {
                     ));
                 }
                 a.validate()?;
+                if let Some(l) = a.limits.iter().find(|l| self.limits.get(l).is_none()) {
+                    return Err(format!("agent '{}': no limiter '{l}'", a.name));
+                }
                 self.add_node(
                     &a.name,
                     NodeKind::Agent {

@@ -57,7 +57,7 @@ pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
         .unwrap_or(Value::Null);
     Ok(json!({
         "agents": agents,
-        "limits": {},
+        "limits": ctx.runtime.tree_context().limits.snapshot(),
         "calls_pending": registry.pending_calls(),
         "store": store,
     }))

@@ -1,0 +1,251 @@
+//! Rate limits: named token buckets (governor's GCRA) shared by every agent that
+//! lists them.
+//!
+//! Guarantees (G8):
+//! - **Quota holds across sharers.** One bucket per `[limits.NAME]`, owned by the
+//!   tree, not by any host: every sharer draws from it, and a restarted agent finds
+//!   it as it was.
+//! - **Waiting never blocks other agents.** An agent waits for its permit in its
+//!   own host task (an async sleep), with a little jitter so sharers do not wake
+//!   in lockstep.
+//! - **A 429 pauses every sharer.** A handler that reports "rate limited, retry
+//!   after T" pauses the bucket until then; nobody gets a permit before.
+//! - **Deadlines win.** A wait that would end past the message's deadline is not
+//!   started: the caller dead-letters the message (`deadline_exceeded`).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::config::LimitSpec;
+
+/// Counters of one limiter, monotonic since start.
+#[derive(Debug, Default)]
+pub struct LimiterStats {
+    /// Permits granted.
+    pub permits: AtomicU64,
+    /// Permits that had to wait.
+    pub waits: AtomicU64,
+    /// Total time spent waiting, ns.
+    pub wait_ns: AtomicU64,
+    /// Pauses after a 429.
+    pub pauses: AtomicU64,
+}
+
+/// A snapshot of one limiter (the `stats` op's `limits.NAME`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LimiterSnapshot {
+    /// Permits granted.
+    pub permits: u64,
+    /// Permits that had to wait.
+    pub waits: u64,
+    /// Total wait, ms.
+    pub wait_ms: f64,
+    /// Pauses after a 429.
+    pub pauses: u64,
+    /// Milliseconds left in the current pause (0: not paused).
+    pub paused_for_ms: u64,
+}
+
+/// Why no permit was granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The wait would end after the message's deadline.
+    Deadline {
+        /// The limiter.
+        limiter: String,
+        /// How long the wait would have been.
+        wait: Duration,
+    },
+}
+
+/// One named limiter.
+pub struct Limiter {
+    name: String,
+    requests: DefaultDirectRateLimiter,
+    clock: DefaultClock,
+    paused_until: Mutex<Option<Instant>>,
+    /// Counters.
+    pub stats: LimiterStats,
+}
+
+impl Limiter {
+    /// A limiter for `spec`: requests per second or minute, with `burst` (default 1)
+    /// requests allowed at once above the steady rate.
+    pub fn new(name: &str, spec: &LimitSpec) -> Limiter {
+        let per_second = spec
+            .requests_per_second
+            .or(spec.requests_per_minute.map(|m| m / 60.0))
+            .unwrap_or(f64::MAX);
+        let period = Duration::from_secs_f64((1.0 / per_second).max(1e-9));
+        let burst = NonZeroU32::new(spec.burst.unwrap_or(1).max(1)).expect("burst >= 1");
+        let quota = Quota::with_period(period)
+            .expect("period is positive")
+            .allow_burst(burst);
+        Limiter {
+            name: name.to_string(),
+            requests: DefaultDirectRateLimiter::direct(quota),
+            clock: DefaultClock::default(),
+            paused_until: Mutex::new(None),
+            stats: LimiterStats::default(),
+        }
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pause_left(&self) -> Option<Duration> {
+        let until = (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+
+    /// Waits for one permit; refuses if the wait would end after `deadline`.
+    pub async fn acquire(&self, deadline: Option<Instant>) -> Result<(), Refused> {
+        let started = Instant::now();
+        let mut waited = false;
+        loop {
+            let wait = match self.pause_left() {
+                Some(left) => left,
+                None => match self.requests.check() {
+                    Ok(()) => break,
+                    Err(not_until) => not_until.wait_time_from(self.clock.now()),
+                },
+            };
+            // A little jitter, so that sharers woken together do not collide again.
+            let wait = wait + Duration::from_micros(fastrand::u64(0..1_000));
+            if deadline.is_some_and(|d| Instant::now() + wait > d) {
+                return Err(Refused::Deadline {
+                    limiter: self.name.clone(),
+                    wait,
+                });
+            }
+            waited = true;
+            tokio::time::sleep(wait)
+                .instrument(tracing::trace_span!("warden.limiter.wait", limiter = %self.name))
+                .await;
+        }
+        self.stats.permits.fetch_add(1, Ordering::Relaxed);
+        if waited {
+            self.stats.waits.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .wait_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Pauses the limiter for every sharer until `for_` from now (a 429's Retry-After).
+    pub fn pause(&self, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut p = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+        self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(limiter = %self.name, ?for_, "limiter paused (rate limited upstream)");
+    }
+
+    /// The limiter's counters.
+    pub fn snapshot(&self) -> LimiterSnapshot {
+        LimiterSnapshot {
+            permits: self.stats.permits.load(Ordering::Relaxed),
+            waits: self.stats.waits.load(Ordering::Relaxed),
+            wait_ms: self.stats.wait_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            pauses: self.stats.pauses.load(Ordering::Relaxed),
+            paused_for_ms: self.pause_left().map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+}
+
+/// Every limiter of a tree, by name.
+#[derive(Default, Clone)]
+pub struct Limits {
+    map: BTreeMap<String, Arc<Limiter>>,
+}
+
+impl Limits {
+    /// One limiter per spec.
+    pub fn new(specs: &BTreeMap<String, LimitSpec>) -> Self {
+        Limits {
+            map: specs
+                .iter()
+                .map(|(n, s)| (n.clone(), Arc::new(Limiter::new(n, s))))
+                .collect(),
+        }
+    }
+
+    /// The limiter named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Limiter>> {
+        self.map.get(name).cloned()
+    }
+
+    /// Snapshots of every limiter.
+    pub fn snapshot(&self) -> BTreeMap<String, LimiterSnapshot> {
+        self.map
+            .iter()
+            .map(|(n, l)| (n.clone(), l.snapshot()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rps: f64, burst: u32) -> LimitSpec {
+        LimitSpec {
+            requests_per_second: Some(rps),
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            burst: Some(burst),
+        }
+    }
+
+    #[tokio::test]
+    async fn burst_is_granted_at_once_then_the_rate_applies() {
+        let l = Limiter::new("t", &spec(20.0, 3));
+        for _ in 0..3 {
+            l.acquire(None).await.unwrap();
+        }
+        assert_eq!(l.snapshot().waits, 0, "the burst needs no wait");
+        let t = Instant::now();
+        l.acquire(None).await.unwrap();
+        assert_eq!(l.snapshot().waits, 1, "the 4th waits for the rate");
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "about one period (50 ms)"
+        );
+        assert_eq!(l.snapshot().permits, 4);
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_deadline_is_refused_at_once() {
+        let l = Limiter::new("t", &spec(1.0 / 60.0, 1));
+        l.acquire(None).await.unwrap();
+        let r = l
+            .acquire(Some(Instant::now() + Duration::from_millis(100)))
+            .await;
+        assert!(matches!(r, Err(Refused::Deadline { .. })));
+        assert_eq!(l.snapshot().waits, 0, "refused without waiting");
+    }
+
+    #[tokio::test]
+    async fn a_pause_holds_every_permit_until_it_ends() {
+        let l = Limiter::new("t", &spec(1000.0, 10));
+        l.pause(Duration::from_millis(150));
+        let t = Instant::now();
+        l.acquire(None).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(150));
+        assert_eq!(l.snapshot().pauses, 1);
+    }
+}
