@@ -4,8 +4,102 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_until_blocking, Sandbox};
+use common::tree::{counter, kinds};
+use common::{json_lines, wait_until, wait_until_blocking, Sandbox};
 use serde_json::json;
+use warden::actors::{AgentSpec, DeadReason, MailboxKind};
+use warden::supervision::{ChildSpec, SupervisorSpec};
+use warden::Runtime;
+
+const T: Duration = Duration::from_secs(8);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_handler_is_cancelled_and_the_next_message_is_handled() {
+    let mut a = counter("slow");
+    a.timeout = Duration::from_millis(200);
+    let (k, _) = kinds();
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    // The first attempt sleeps 60 s; only cancellation lets both finish within T.
+    rt.send("slow", json!({"fault": "sleep", "ms": 60_000, "times": 1}))
+        .await
+        .unwrap();
+    rt.send("slow", json!({"op": "inc"})).await.unwrap();
+    let slot = rt.agent("slow").unwrap();
+    wait_until("both handled", T, || {
+        slot.stats
+            .handled
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 2
+    })
+    .await;
+    assert_eq!(
+        slot.stats
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the timeout was one failed attempt"
+    );
+    rt.shutdown(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retryable_error_dead_letters_at_once() {
+    let (k, _) = kinds();
+    let rt = Runtime::start(
+        SupervisorSpec::new("root").child(ChildSpec::agent(counter("c"))),
+        k,
+    )
+    .await
+    .unwrap();
+    let id = rt.send("c", json!({"op": "reject"})).await.unwrap();
+    rt.send("c", json!({"op": "inc"})).await.unwrap();
+    let slot = rt.agent("c").unwrap();
+    wait_until("dead-lettered and the next handled", T, || {
+        slot.dead_count() == 1 && slot.state()["count"] == 1
+    })
+    .await;
+    let d = &slot.dead_letters()[0];
+    assert_eq!(
+        (d.envelope.id.clone(), d.reason, d.attempts),
+        (id, DeadReason::NonRetryable, 1)
+    );
+    rt.shutdown(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_keep_accept_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut sink = AgentSpec::new("out", "sink")
+        .mailbox(MailboxKind::Memory)
+        .accept_faults(true)
+        .option("path", json!(out.to_str().unwrap()));
+    sink.backoff.initial = Duration::from_millis(20);
+    let (k, _) = kinds();
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(sink)), k)
+        .await
+        .unwrap();
+    rt.send("out", json!({"fault": "error", "times": 2, "i": 0}))
+        .await
+        .unwrap();
+    for i in 1..5 {
+        rt.send("out", json!({ "i": i })).await.unwrap();
+    }
+    wait_until("all five written", T, || json_lines(&out).len() == 5).await;
+    let order: Vec<u64> = json_lines(&out)
+        .iter()
+        .map(|l| l["payload"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [0, 1, 2, 3, 4],
+        "the retried head held the later messages back"
+    );
+    assert_eq!(json_lines(&out)[0]["attempt"], 3);
+    rt.shutdown(T).await;
+}
 
 #[test]
 fn two_echo_agents_in_a_loop_end_at_the_hop_budget() {

@@ -24,6 +24,9 @@ struct Counter {
 #[async_trait::async_trait]
 impl Agent for Counter {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        if ctx.payload()["op"] == "reject" {
+            return Err(AgentError::non_retryable("rejected: retrying cannot help"));
+        }
         self.mem += 1;
         let count = ctx
             .state()
