@@ -8,6 +8,7 @@ use common::tree::{counter, kinds};
 use common::{json_lines, wait_until, wait_until_blocking, Sandbox};
 use serde_json::json;
 use warden::actors::{AgentSpec, DeadReason, MailboxKind};
+use warden::policies::breaker::{BreakerSpec, BreakerState};
 use warden::supervision::{ChildSpec, SupervisorSpec};
 use warden::Runtime;
 
@@ -146,4 +147,88 @@ hop_budget = 6
     let handled = stats["agents"]["ping"]["handled"].as_u64().unwrap()
         + stats["agents"]["pong"]["handled"].as_u64().unwrap();
     assert_eq!(handled, 7, "hops 0..=6 handled, the 7th hop dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_opens_half_opens_and_closes() {
+    let mut a = counter("flaky");
+    a.max_attempts = 100;
+    a.breaker = Some(BreakerSpec {
+        failures: 2,
+        cool_down: Duration::from_millis(400),
+    });
+    let (k, _) = kinds();
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    let slot = rt.agent("flaky").unwrap();
+    let b = || slot.breaker.as_ref().unwrap().snapshot();
+    let failed = || {
+        slot.stats
+            .failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Attempts 1..=3 fail, the 4th succeeds.
+    rt.send("flaky", json!({"fault": "error", "times": 3}))
+        .await
+        .unwrap();
+    rt.send("flaky", json!({"op": "inc"})).await.unwrap();
+    wait_until("open after two failures", T, || {
+        b().state == BreakerState::Open
+    })
+    .await;
+    assert_eq!(
+        (b().trips, failed()),
+        (1, 2),
+        "while open, messages wait instead of failing"
+    );
+    assert_eq!(
+        rt.tree().children.unwrap()[0].breaker,
+        Some(BreakerState::Open),
+        "visible in the tree"
+    );
+    wait_until("the half-open trial failed: open again", T, || {
+        b().trips == 2
+    })
+    .await;
+    assert_eq!(failed(), 3, "exactly one trial");
+    wait_until(
+        "the next trial succeeded: closed, and the queue flows",
+        T,
+        || b().state == BreakerState::Closed && slot.state()["count"] == 2,
+    )
+    .await;
+    assert_eq!(b().consecutive_failures, 0);
+    rt.shutdown(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_default_deadline_bounds_a_correlation_that_starts_there() {
+    let mut a = counter("c");
+    a.deadline = Some(Duration::from_millis(200));
+    let (k, _) = kinds();
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    rt.stop_child("c").await.unwrap();
+    let id = rt.send("c", json!({"op": "inc"})).await.unwrap();
+    let slot = rt.agent("c").unwrap();
+    let deadline = slot.peek(1)[0]
+        .deadline_ms
+        .expect("the default deadline was set at send");
+    wait_until("the deadline passes while the agent is stopped", T, || {
+        warden::envelope::now_ms() > deadline
+    })
+    .await;
+    rt.start_child("c").await.unwrap();
+    wait_until("dead-lettered past its deadline", T, || {
+        slot.dead_count() == 1
+    })
+    .await;
+    let d = &slot.dead_letters()[0];
+    assert_eq!(
+        (d.envelope.id.clone(), d.reason),
+        (id, DeadReason::DeadlineExceeded)
+    );
+    rt.shutdown(T).await;
 }

@@ -131,7 +131,10 @@ impl Registry {
             correlation: opts.correlation.map(Arc::from),
             causation: None,
             hops: 0,
-            deadline_ms: opts.deadline.map(|d| now_ms() + d.as_millis() as u64),
+            deadline_ms: opts
+                .deadline
+                .or(slot.spec.deadline)
+                .map(|d| now_ms() + d.as_millis() as u64),
             key: opts.key,
             reply_to: opts.reply_to,
             trace: None,

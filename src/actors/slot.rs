@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use super::host::HostMsg;
 use super::AgentSpec;
 use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
+use crate::policies::breaker::Breaker;
 use crate::store::{codec, keys, Batch, IdemMap, RecoveredAgent, Store, StoreError};
 use crate::supervision::TreeEvent;
 
@@ -212,6 +213,8 @@ pub struct AgentSlot {
     pub spec: AgentSpec,
     /// Its counters.
     pub stats: AgentStats,
+    /// Its circuit breaker, if configured (outlives restarts).
+    pub breaker: Option<Breaker>,
     store: Option<Arc<Store>>,
     retention: Duration,
     /// Where `dead_lettered` events go (set once the slot joins a tree).
@@ -250,6 +253,7 @@ impl AgentSlot {
         let slot = AgentSlot {
             name: Arc::from(spec.name.as_str()),
             stats: AgentStats::default(),
+            breaker: spec.breaker.map(Breaker::new),
             store,
             retention,
             events: std::sync::OnceLock::new(),
@@ -486,10 +490,15 @@ impl AgentSlot {
             inner.idle.push((replica, host.clone()));
             return Next::Idle;
         };
+        let now = Instant::now();
         if let Some(at) = head.not_before {
-            let now = Instant::now();
             if at > now {
                 return Next::WaitFor(at - now);
+            }
+        }
+        if let Some(b) = &self.breaker {
+            if let Err(wait) = b.admit(now) {
+                return Next::WaitFor(wait);
             }
         }
         let env = inner.queue.pop_front().expect("head exists").env;
@@ -584,6 +593,9 @@ impl AgentSlot {
             inner.state = state;
         }
         drop(inner);
+        if let Some(b) = &self.breaker {
+            b.on_success();
+        }
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -600,6 +612,13 @@ impl AgentSlot {
             return false;
         };
         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = &self.breaker {
+            if retry {
+                b.on_failure(Instant::now());
+            } else {
+                b.release();
+            }
+        }
         if !retry || env.attempt >= self.spec.max_attempts {
             let reason = if retry {
                 DeadReason::MaxAttempts
@@ -624,6 +643,9 @@ impl AgentSlot {
         }
         if let Some(env) = inner.in_flight[replica].take() {
             inner.insert_sorted(env, Some(Instant::now() + delay));
+        }
+        if let Some(b) = &self.breaker {
+            b.release();
         }
     }
 
@@ -703,6 +725,9 @@ impl AgentSlot {
         let in_flight = if counted {
             self.fail(replica, who, reason, true)
         } else {
+            if let Some(b) = &self.breaker {
+                b.release();
+            }
             let mut inner = self.lock();
             match inner.in_flight[replica].take() {
                 Some(env) => {

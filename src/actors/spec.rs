@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::policies::backoff::Backoff;
+use crate::policies::breaker::BreakerSpec;
 
 /// Where an agent's mailbox lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,10 @@ pub struct AgentSpec {
     pub limits: Vec<String>,
     /// Honour `{"fault": ...}` directives in payloads (chaos tests, demos).
     pub accept_faults: bool,
+    /// Deadline given to a correlation that starts at this agent without one.
+    pub deadline: Option<Duration>,
+    /// Circuit breaker.
+    pub breaker: Option<BreakerSpec>,
     /// Kind-specific options (`to` for echo, `path` for sink).
     pub options: Map<String, Value>,
 }
@@ -69,6 +74,8 @@ impl AgentSpec {
             hop_budget: 32,
             limits: Vec::new(),
             accept_faults: false,
+            deadline: None,
+            breaker: None,
             options: Map::new(),
         }
     }

@@ -12,6 +12,7 @@ use super::section::Section;
 use super::{Config, ConfigError, DaemonConfig, Durability, LimitSpec, TelemetryConfig};
 use crate::actors::{AgentSpec, Kinds, MailboxKind};
 use crate::policies::backoff::Backoff;
+use crate::policies::breaker::BreakerSpec;
 use crate::supervision::{
     ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
 };
@@ -58,7 +59,10 @@ const AGENT: &[&str] = &[
     "limits",
     "accept_faults",
     "restart_backoff",
+    "deadline",
+    "breaker",
 ];
+const BREAKER: &[&str] = &["failures", "cool_down"];
 const BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter"];
 const RESTART_BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter", "reset_after"];
 
@@ -455,6 +459,17 @@ impl TreeBuilder<'_, '_> {
                 .map_or(d.hop_budget, |v| v as u32),
             limits: s.strings("limits")?.unwrap_or_default(),
             accept_faults: s.bool("accept_faults")?.unwrap_or(false),
+            deadline: s.duration("deadline")?,
+            breaker: match s.table("breaker")? {
+                None => None,
+                Some(b) => {
+                    b.check_keys(BREAKER)?;
+                    Some(BreakerSpec {
+                        failures: b.int("failures", 1, 1_000_000)?.map_or(5, |v| v as u32),
+                        cool_down: b.duration("cool_down")?.unwrap_or(Duration::from_secs(30)),
+                    })
+                }
+            },
             ..d
         };
         if spec.timeout.is_zero() {

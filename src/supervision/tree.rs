@@ -17,6 +17,7 @@ use super::spec::{ChildKind, SupervisorSpec};
 use super::supervisor::SupMsg;
 use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
+use crate::policies::breaker::BreakerState;
 use crate::policies::rate_limit::Limits;
 use crate::store::{Recovered, Store};
 use std::time::Duration;
@@ -143,6 +144,9 @@ pub struct TreeSnapshot {
     /// Agents: replica count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// Agents with a circuit breaker: its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
     /// Supervisors: children in start order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub children: Option<Vec<TreeSnapshot>>,
@@ -359,6 +363,10 @@ impl TreeContext {
                     in_flight: slot.as_ref().map(|s| s.in_flight()),
                     dead_letters: slot.as_ref().map(|s| s.dead_count()),
                     replicas: Some(replicas),
+                    breaker: slot
+                        .as_ref()
+                        .and_then(|s| s.breaker.as_ref())
+                        .map(|b| b.snapshot().state),
                     children: None,
                 }
             }
@@ -372,6 +380,7 @@ impl TreeContext {
                 in_flight: None,
                 dead_letters: None,
                 replicas: None,
+                breaker: None,
                 children: Some(children.iter().filter_map(|c| self.snapshot(c)).collect()),
             },
         })

@@ -47,6 +47,7 @@ pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
                 "in_flight": s.in_flight(),
                 "dead_letters": s.dead_count(),
                 "durable": s.is_durable(),
+                "breaker": s.breaker.as_ref().map(|b| b.snapshot()),
             }),
         );
     }
