@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::actors::{AgentSlot, Registry};
 use crate::envelope::Envelope;
+use crate::policies::rate_limit::{Limiter, Refused};
 
 /// A behaviour: handles messages one at a time.
 #[async_trait::async_trait]
@@ -49,6 +50,9 @@ pub enum ErrorKind {
     /// The upstream said "too many requests": every limiter of the agent pauses for
     /// `retry_after`, and the message is retried after it, without counting an attempt.
     RateLimited,
+    /// The message's deadline passed (or would pass while waiting for a limiter):
+    /// dead-letter it (`deadline_exceeded`).
+    DeadlineExceeded,
 }
 
 impl AgentError {
@@ -127,10 +131,19 @@ pub struct Context {
     pub(crate) reply: Option<Value>,
     pub(crate) stop: bool,
     pub(crate) registry: Arc<Registry>,
+    /// The agent's limiters (for token-weighted limits).
+    pub(crate) limiters: Arc<[Arc<Limiter>]>,
+    /// Tokens taken so far in this delivery.
+    pub(crate) tokens_taken: u64,
 }
 
 impl Context {
-    pub(crate) fn new(message: Arc<Envelope>, state: Value, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(
+        message: Arc<Envelope>,
+        state: Value,
+        registry: Arc<Registry>,
+        limiters: Arc<[Arc<Limiter>]>,
+    ) -> Self {
         Context {
             message,
             state,
@@ -139,6 +152,8 @@ impl Context {
             reply: None,
             stop: false,
             registry,
+            limiters,
+            tokens_taken: 0,
         }
     }
 
@@ -178,6 +193,49 @@ impl Context {
     pub fn set_state(&mut self, state: Value) {
         self.state = state;
         self.state_changed = true;
+    }
+
+    /// Takes `estimate` tokens from every token-weighted limiter of this agent
+    /// (`tokens_per_minute`), waiting for them without blocking other agents: call it
+    /// before an upstream call whose cost you can estimate (an LLM request's tokens).
+    /// A wait that would pass the message's deadline dead-letters it
+    /// (`deadline_exceeded`); an estimate larger than a minute's tokens is refused.
+    pub async fn take_tokens(&mut self, estimate: u64) -> Result<(), AgentError> {
+        let deadline = self.message.deadline_ms.map(|d| {
+            std::time::Instant::now()
+                + std::time::Duration::from_millis(d.saturating_sub(crate::envelope::now_ms()))
+        });
+        for l in self.limiters.iter().filter(|l| l.weighs_tokens()) {
+            match l.acquire_tokens(estimate, deadline).await {
+                Ok(()) => {}
+                Err(Refused::Deadline { limiter, wait }) => {
+                    return Err(AgentError {
+                        kind: ErrorKind::DeadlineExceeded,
+                        message: format!(
+                            "waiting {wait:?} for {estimate} tokens of limiter '{limiter}' would pass the deadline"
+                        ),
+                        retry_after: None,
+                    })
+                }
+                Err(Refused::TooLarge { limiter, asked, capacity }) => {
+                    return Err(AgentError::non_retryable(format!(
+                        "{asked} tokens can never fit limiter '{limiter}' ({capacity} a minute); split the call"
+                    )))
+                }
+            }
+        }
+        self.tokens_taken += estimate;
+        Ok(())
+    }
+
+    /// Reports what the upstream call really cost: tokens beyond those taken are
+    /// debited from every token-weighted limiter (the next taker pays them first).
+    pub fn report_tokens(&mut self, actual: u64) {
+        let overrun = actual.saturating_sub(self.tokens_taken);
+        for l in self.limiters.iter() {
+            l.debit(overrun);
+        }
+        self.tokens_taken = self.tokens_taken.max(actual);
     }
 
     /// Asks the runtime to stop this agent normally once this message is committed.

@@ -92,9 +92,12 @@ fn every_op_through_a_raw_socket() {
         lines[0]["correlation"], "c-1",
         "correlation travels with emitted messages"
     );
+    // The sink writes its line before its ack commits: wait for the ack too.
+    wait_until_blocking("both acked at the sink", T, || {
+        sb.conn().req(json!({"id": 0, "op": "stats"}))["result"]["agents"]["out"]["handled"] == 2
+    });
     let stats = c.req(json!({"id": 6, "op": "stats"}));
     assert_eq!(stats["result"]["agents"]["intake"]["accepted"], 2);
-    assert_eq!(stats["result"]["agents"]["out"]["handled"], 2);
     assert!(stats["result"]["store"]["commits"].as_u64().unwrap() > 0);
     // lifecycle: stop, messages wait, mailbox shows them, start drains them
     assert_eq!(

@@ -260,3 +260,84 @@ async fn a_restart_does_not_reset_a_quota() {
     assert_eq!(rt.tree_context().limits.snapshot()["api"].permits, 1);
     rt.shutdown(Duration::from_secs(10)).await;
 }
+
+/// Spends `{"estimate": n, "actual": m}` tokens: takes the estimate, reports the actual.
+struct Spender;
+
+#[async_trait::async_trait]
+impl Agent for Spender {
+    async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        let estimate = ctx.payload()["estimate"].as_u64().unwrap_or(0);
+        let actual = ctx.payload()["actual"].as_u64().unwrap_or(estimate);
+        ctx.take_tokens(estimate).await?;
+        ctx.report_tokens(actual);
+        ctx.reply(json!({"spent": actual}));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_weighted_limits_are_shared_and_overruns_debited() {
+    let mut kinds = Kinds::builtin();
+    kinds.register_fn("spender", |_| Ok(Box::new(Spender)));
+    let mut tree = SupervisorSpec::new("root");
+    for a in ["a", "b"] {
+        let mut spec = AgentSpec::new(a, "spender").mailbox(MailboxKind::Memory);
+        spec.limits = vec!["llm".into()];
+        tree = tree.child(ChildSpec::agent(spec));
+    }
+    let mut specs = BTreeMap::new();
+    specs.insert(
+        "llm".to_string(),
+        LimitSpec {
+            requests_per_second: None,
+            requests_per_minute: None,
+            tokens_per_minute: Some(6000.0), // a bucket of 6,000, refilled at 100/s
+            burst: None,
+        },
+    );
+    let options = Options {
+        limits: Limits::new(&specs),
+        ..Default::default()
+    };
+    let rt = Runtime::start_with(tree, kinds, options).await.unwrap();
+    let call = |to: &'static str, v| {
+        let rt = &rt;
+        async move { rt.call(to, v, Duration::from_secs(30)).await }
+    };
+    // a estimates 5,000 but spends 6,000: the 1,000 overrun is owed by the next taker.
+    call("a", json!({"estimate": 5000, "actual": 6000}))
+        .await
+        .unwrap();
+    let snap = rt.tree_context().limits.snapshot();
+    assert_eq!(
+        (snap["llm"].tokens, snap["llm"].tokens_debited),
+        (5000, 1000)
+    );
+    // b's deadline is shorter than the refill its tokens need: dead letter, not a hang.
+    let opts = SendOptions {
+        deadline: Some(Duration::from_millis(300)),
+        ..SendOptions::default()
+    };
+    let late = rt
+        .send_with("b", json!({"estimate": 500}), opts)
+        .await
+        .unwrap();
+    let b = rt.agent("b").unwrap();
+    wait_until("b's message dead-lettered", Duration::from_secs(10), || {
+        b.dead_count() == 1
+    })
+    .await;
+    assert_eq!(b.dead_letters()[0].envelope.id, late.message_id);
+    assert_eq!(b.dead_letters()[0].reason, DeadReason::DeadlineExceeded);
+    // The refused wait left the debt owed; b's next take pays it with its own tokens.
+    assert_eq!(rt.tree_context().limits.snapshot()["llm"].token_debt, 1000);
+    call("b", json!({"estimate": 200})).await.unwrap();
+    let snap = rt.tree_context().limits.snapshot();
+    assert_eq!(
+        (snap["llm"].token_debt, snap["llm"].tokens),
+        (0, 5200),
+        "b paid a's overrun first"
+    );
+    rt.shutdown(Duration::from_secs(10)).await;
+}

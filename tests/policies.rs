@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::tree::{counter, kinds};
@@ -231,4 +232,110 @@ async fn an_agent_default_deadline_bounds_a_correlation_that_starts_there() {
         (id, DeadReason::DeadlineExceeded)
     );
     rt.shutdown(T).await;
+}
+
+/// Records the (virtual) time of every attempt; fails the first `fail` attempts.
+struct Recorder {
+    times: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    fail: usize,
+}
+
+#[async_trait::async_trait]
+impl warden::Agent for Recorder {
+    async fn handle(&mut self, _ctx: &mut warden::Context) -> Result<(), warden::AgentError> {
+        let mut t = self.times.lock().unwrap();
+        t.push(tokio::time::Instant::now());
+        if t.len() <= self.fail {
+            return Err(warden::AgentError::retryable("upstream 503"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_backoff_schedule_doubles_up_to_its_cap() {
+    let times: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+    let t2 = times.clone();
+    let mut k = warden::actors::Kinds::builtin();
+    k.register_fn("recorder", move |_| {
+        Ok(Box::new(Recorder {
+            times: t2.clone(),
+            fail: 4,
+        }))
+    });
+    let mut a = AgentSpec::new("r", "recorder").mailbox(MailboxKind::Memory);
+    a.max_attempts = 10;
+    a.backoff = warden::policies::backoff::Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(3),
+        multiplier: 2.0,
+        jitter: 0.0,
+    };
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    rt.send("r", json!({})).await.unwrap();
+    let t3 = times.clone();
+    wait_until("five attempts", Duration::from_secs(60), || {
+        t3.lock().unwrap().len() == 5
+    })
+    .await;
+    let t = times.lock().unwrap().clone();
+    let gaps: Vec<u64> = t
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis() as u64)
+        .collect();
+    // 1 s, 2 s, then capped at 3 s; paused time makes the schedule exact to the ms.
+    let want = [1000, 2000, 3000, 3000];
+    for (g, w) in gaps.iter().zip(want) {
+        assert!(*g >= w && *g < w + 50, "gaps {gaps:?}, want {want:?}");
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn breaker_state_and_limiter_counters_show_in_stats() {
+    let sb = Sandbox::new(
+        r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[limits.api]
+requests_per_second = 100
+burst = 5
+
+[supervisor.root]
+children = ["flaky"]
+
+[agent.flaky]
+kind = "echo"
+accept_faults = true
+limits = ["api"]
+max_attempts = 50
+breaker = { failures = 2, cool_down = "1m" }
+"#,
+    );
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    assert_eq!(
+        c.req(json!({"id": 1, "op": "send", "to": "flaky", "payload": {"fault": "error"}}))["ok"],
+        true
+    );
+    wait_until_blocking("the breaker opens", Duration::from_secs(20), || {
+        sb.conn().req(json!({"id": 2, "op": "stats"}))["result"]["agents"]["flaky"]["breaker"]
+            ["state"]
+            == "open"
+    });
+    let stats = c.req(json!({"id": 3, "op": "stats"}))["result"].clone();
+    let b = &stats["agents"]["flaky"]["breaker"];
+    assert_eq!(
+        (b["trips"].as_u64(), b["consecutive_failures"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        stats["limits"]["api"]["permits"], 2,
+        "two attempts, two permits"
+    );
+    let tree = c.req(json!({"id": 4, "op": "tree"}))["result"].clone();
+    assert_eq!(tree["children"][0]["breaker"], "open");
 }

@@ -66,7 +66,7 @@ pub struct HostState {
     replica: usize,
     registry: Arc<Registry>,
     behaviour: Box<dyn Agent>,
-    limiters: Vec<Arc<Limiter>>,
+    limiters: Arc<[Arc<Limiter>]>,
     state: Value,
     /// The message whose attempt marker rode in this host's last ack batch:
     /// (sequence, attempt). Delivering it needs no marker write of its own.
@@ -116,7 +116,7 @@ impl Actor for AgentHost {
             replica: args.replica,
             registry: args.registry,
             behaviour,
-            limiters: args.limiters,
+            limiters: args.limiters.into(),
             premarked: None,
         })
     }
@@ -204,7 +204,7 @@ async fn deliver(
     let deadline = env
         .deadline_ms
         .map(|d| std::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
-    for limiter in &st.limiters {
+    for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
             slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why);
@@ -221,7 +221,12 @@ async fn deliver(
     }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
         correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
-    let mut ctx = Context::new(env.clone(), st.state.clone(), st.registry.clone());
+    let mut ctx = Context::new(
+        env.clone(),
+        st.state.clone(),
+        st.registry.clone(),
+        st.limiters.clone(),
+    );
     let fault = if spec.accept_faults {
         faults::directive(&env.payload, env.attempt)
     } else {
@@ -250,9 +255,13 @@ async fn deliver(
             Ok(Outcome::Done { stop })
         }
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
+        Err(e) if e.kind == ErrorKind::DeadlineExceeded => {
+            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &e.message);
+            Ok(Outcome::Failed)
+        }
         Err(e) if e.kind == ErrorKind::RateLimited => {
             let pause = e.retry_after.unwrap_or(Duration::from_secs(1));
-            for limiter in &st.limiters {
+            for limiter in st.limiters.iter() {
                 limiter.pause(pause);
             }
             slot.retry_later(st.replica, me, pause);

@@ -20,7 +20,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the same as std's unless a test pauses time): retry delays then
+// follow paused time too.
+use tokio::time::Instant;
 
 use ractor::{ActorCell, ActorId, ActorRef};
 use serde::Serialize;
@@ -497,7 +501,7 @@ impl AgentSlot {
             }
         }
         if let Some(b) = &self.breaker {
-            if let Err(wait) = b.admit(now) {
+            if let Err(wait) = b.admit(now.into_std()) {
                 return Next::WaitFor(wait);
             }
         }
@@ -614,7 +618,7 @@ impl AgentSlot {
         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = &self.breaker {
             if retry {
-                b.on_failure(Instant::now());
+                b.on_failure(Instant::now().into_std());
             } else {
                 b.release();
             }

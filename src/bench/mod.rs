@@ -32,6 +32,8 @@ pub enum Scenario {
     Resume,
     /// `send` over the admin socket from 1 and 16 clients.
     Admin,
+    /// Pingpong without policies and with a limiter that never throttles.
+    Policies,
     /// Internal: the child process of `resume`.
     #[value(hide = true)]
     ResumeFill,
@@ -167,6 +169,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Durable => durable::run(n.unwrap_or(3)).await,
         Scenario::Resume => resume::run(n.unwrap_or(100_000)).await,
         Scenario::Admin => admin::run(n.unwrap_or(3)).await,
+        Scenario::Policies => pingpong::policies(n.unwrap_or(1_000_000)).await,
         Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }

@@ -51,6 +51,24 @@ impl Agent for Pong {
 }
 
 pub(super) async fn run(n: u64) -> Vec<BenchResult> {
+    vec![run_with(n, false).await]
+}
+
+/// Pingpong without policies, then with both agents taking a permit from a limiter
+/// that never throttles: the per-message cost of the policy layer.
+pub(super) async fn policies(n: u64) -> Vec<BenchResult> {
+    let mut plain = run_with(n, false).await;
+    let mut limited = run_with(n, true).await;
+    plain.variant = Some("no_policies".into());
+    let per_msg = |r: &BenchResult| 1e9 / r.msgs_per_s.unwrap_or(f64::MAX);
+    limited.variant = Some(format!(
+        "limiter_never_throttles (+{:.0} ns/msg)",
+        per_msg(&limited) - per_msg(&plain)
+    ));
+    vec![plain, limited]
+}
+
+async fn run_with(n: u64, limited: bool) -> BenchResult {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut kinds = Kinds::builtin();
     let done = Arc::new(Mutex::new(tx));
@@ -65,12 +83,29 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     let agent = |name: &str, kind: &str| {
         let mut a = AgentSpec::new(name, kind).mailbox(MailboxKind::Memory);
         a.hop_budget = u32::MAX;
+        if limited {
+            a.limits = vec!["open".into()];
+        }
         ChildSpec::agent(a)
+    };
+    let mut specs = std::collections::BTreeMap::new();
+    specs.insert(
+        "open".to_string(),
+        crate::config::LimitSpec {
+            requests_per_second: Some(1e9),
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            burst: Some(1_000_000),
+        },
+    );
+    let options = crate::runtime::Options {
+        limits: crate::policies::rate_limit::Limits::new(&specs),
+        ..Default::default()
     };
     let tree = SupervisorSpec::new("root")
         .child(agent("ping", "bench_ping"))
         .child(agent("pong", "bench_pong"));
-    let rt = Runtime::start(tree, kinds)
+    let rt = Runtime::start_with(tree, kinds, options)
         .await
         .expect("bench tree starts");
     let mut pass = async |k: u64| {
@@ -86,5 +121,5 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
     let mut r = BenchResult::new("pingpong", n).latencies(&mut samples);
     r.round_trips_per_s = Some(n as f64 / elapsed);
     r.msgs_per_s = Some(2.0 * n as f64 / elapsed);
-    vec![r]
+    r
 }

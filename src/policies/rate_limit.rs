@@ -37,6 +37,10 @@ pub struct LimiterStats {
     pub wait_ns: AtomicU64,
     /// Pauses after a 429.
     pub pauses: AtomicU64,
+    /// Tokens taken (declared costs).
+    pub tokens: AtomicU64,
+    /// Tokens debited for overruns (reported cost above the declared one).
+    pub tokens_debited: AtomicU64,
 }
 
 /// A snapshot of one limiter (the `stats` op's `limits.NAME`).
@@ -52,6 +56,12 @@ pub struct LimiterSnapshot {
     pub pauses: u64,
     /// Milliseconds left in the current pause (0: not paused).
     pub paused_for_ms: u64,
+    /// Tokens taken.
+    pub tokens: u64,
+    /// Tokens debited for overruns.
+    pub tokens_debited: u64,
+    /// Overrun tokens not yet paid back (the next taker pays them first).
+    pub token_debt: u64,
 }
 
 /// Why no permit was granted.
@@ -64,12 +74,25 @@ pub enum Refused {
         /// How long the wait would have been.
         wait: Duration,
     },
+    /// More tokens than the bucket can ever hold (one minute's worth).
+    TooLarge {
+        /// The limiter.
+        limiter: String,
+        /// Tokens asked for.
+        asked: u64,
+        /// The bucket's capacity.
+        capacity: u64,
+    },
 }
 
 /// One named limiter.
 pub struct Limiter {
     name: String,
     requests: DefaultDirectRateLimiter,
+    /// `tokens_per_minute`: a bucket holding one minute of tokens, and its capacity.
+    tokens: Option<(DefaultDirectRateLimiter, u32)>,
+    /// Overrun tokens owed; the next taker pays them before its own.
+    debt: AtomicU64,
     clock: DefaultClock,
     paused_until: Mutex<Option<Instant>>,
     /// Counters.
@@ -89,9 +112,19 @@ impl Limiter {
         let quota = Quota::with_period(period)
             .expect("period is positive")
             .allow_burst(burst);
+        let tokens = spec.tokens_per_minute.map(|tpm| {
+            let capacity = (tpm.round() as u32).max(1);
+            let period = Duration::from_secs_f64(60.0 / tpm.max(1e-9));
+            let q = Quota::with_period(period)
+                .expect("period is positive")
+                .allow_burst(NonZeroU32::new(capacity).expect("capacity >= 1"));
+            (DefaultDirectRateLimiter::direct(q), capacity)
+        });
         Limiter {
             name: name.to_string(),
             requests: DefaultDirectRateLimiter::direct(quota),
+            tokens,
+            debt: AtomicU64::new(0),
             clock: DefaultClock::default(),
             paused_until: Mutex::new(None),
             stats: LimiterStats::default(),
@@ -144,6 +177,64 @@ impl Limiter {
         Ok(())
     }
 
+    /// True when the limiter has a token bucket (`tokens_per_minute`).
+    pub fn weighs_tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Waits until `n` tokens (plus any overrun debt) are available and takes them;
+    /// refuses if the wait would end after `deadline`, or if `n` can never fit.
+    pub async fn acquire_tokens(&self, n: u64, deadline: Option<Instant>) -> Result<(), Refused> {
+        let Some((bucket, capacity)) = &self.tokens else {
+            return Ok(());
+        };
+        let capacity = u64::from(*capacity);
+        if n > capacity {
+            return Err(Refused::TooLarge {
+                limiter: self.name.clone(),
+                asked: n,
+                capacity,
+            });
+        }
+        let debt = self.debt.swap(0, Ordering::Relaxed);
+        let total = (n + debt).min(capacity);
+        let cells = NonZeroU32::new(total as u32).unwrap_or(NonZeroU32::MIN);
+        loop {
+            let wait = match self.pause_left() {
+                Some(left) => left,
+                None => match bucket.check_n(cells) {
+                    Ok(Ok(())) => break,
+                    Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
+                    Err(_) => unreachable!("total is capped at the capacity"),
+                },
+            };
+            let wait = wait + Duration::from_micros(fastrand::u64(0..1_000));
+            if deadline.is_some_and(|d| Instant::now() + wait > d) {
+                self.debt.fetch_add(debt, Ordering::Relaxed); // not paid: still owed
+                return Err(Refused::Deadline {
+                    limiter: self.name.clone(),
+                    wait,
+                });
+            }
+            self.stats.waits.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait)
+                .instrument(tracing::trace_span!("warden.limiter.wait", limiter = %self.name))
+                .await;
+        }
+        self.stats.tokens.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Charges `overrun` tokens beyond what was taken: owed by the next taker.
+    pub fn debit(&self, overrun: u64) {
+        if overrun > 0 && self.tokens.is_some() {
+            self.debt.fetch_add(overrun, Ordering::Relaxed);
+            self.stats
+                .tokens_debited
+                .fetch_add(overrun, Ordering::Relaxed);
+        }
+    }
+
     /// Pauses the limiter for every sharer until `for_` from now (a 429's Retry-After).
     pub fn pause(&self, for_: Duration) {
         let until = Instant::now() + for_;
@@ -163,6 +254,9 @@ impl Limiter {
             wait_ms: self.stats.wait_ns.load(Ordering::Relaxed) as f64 / 1e6,
             pauses: self.stats.pauses.load(Ordering::Relaxed),
             paused_for_ms: self.pause_left().map_or(0, |d| d.as_millis() as u64),
+            tokens: self.stats.tokens.load(Ordering::Relaxed),
+            tokens_debited: self.stats.tokens_debited.load(Ordering::Relaxed),
+            token_debt: self.debt.load(Ordering::Relaxed),
         }
     }
 }
@@ -237,6 +331,56 @@ mod tests {
             .await;
         assert!(matches!(r, Err(Refused::Deadline { .. })));
         assert_eq!(l.snapshot().waits, 0, "refused without waiting");
+    }
+
+    fn tpm(tokens: f64) -> LimitSpec {
+        LimitSpec {
+            requests_per_second: Some(1000.0),
+            requests_per_minute: None,
+            tokens_per_minute: Some(tokens),
+            burst: Some(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_weighted_and_a_full_bucket_waits_for_refill() {
+        // 6,000 tokens a minute: a bucket of 6,000, refilled at 100 a second.
+        let l = Limiter::new("t", &tpm(6000.0));
+        l.acquire_tokens(5_000, None).await.unwrap();
+        l.acquire_tokens(1_000, None).await.unwrap();
+        assert_eq!(l.snapshot().waits, 0, "a minute's worth at once");
+        let t = Instant::now();
+        l.acquire_tokens(50, None).await.unwrap();
+        assert_eq!(
+            l.snapshot().waits,
+            1,
+            "the empty bucket makes 50 tokens wait"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(400),
+            "about half a second of refill"
+        );
+        assert_eq!(l.snapshot().tokens, 6_050);
+        let r = l.acquire_tokens(7_000, None).await;
+        assert!(matches!(r, Err(Refused::TooLarge { capacity: 6000, .. })));
+    }
+
+    #[tokio::test]
+    async fn an_overrun_is_debited_from_the_next_taker() {
+        let l = Limiter::new("t", &tpm(6000.0));
+        l.acquire_tokens(5_900, None).await.unwrap();
+        l.debit(100); // the call used 6,000, not 5,900: the bucket is now empty
+        assert_eq!(l.snapshot().token_debt, 100);
+        let t = Instant::now();
+        l.acquire_tokens(50, None).await.unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(400),
+            "50 own + 100 owed wait for refill"
+        );
+        assert_eq!(
+            (l.snapshot().token_debt, l.snapshot().tokens_debited),
+            (0, 100)
+        );
     }
 
     #[tokio::test]
