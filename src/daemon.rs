@@ -131,24 +131,36 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
     code
 }
 
+/// Waits for the end of the daemon while idempotency keys expire in the background.
+/// The end is one future, created once: a timer tick can never drop a shutdown that
+/// is under way. The expiry task takes the shutdown signal and is awaited.
 async fn serve(
-    runtime: &Runtime,
+    runtime: &Arc<Runtime>,
     config: &Config,
     term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
     stop: watch::Receiver<bool>,
     stop_tx: &watch::Sender<bool>,
 ) -> i32 {
-    let mut gc = tokio::time::interval(std::time::Duration::from_secs(60));
-    gc.tick().await;
+    let expiry = tokio::spawn(expire_keys(runtime.clone(), stop.clone()));
+    let code = wait_for_end(runtime, config, term, stop, stop_tx).await;
+    let _ = stop_tx.send(true);
+    let _ = expiry.await;
+    code
+}
+
+/// Forgets expired idempotency keys once a minute until `stop` turns true.
+async fn expire_keys(runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.tick().await;
     loop {
         tokio::select! {
-            _ = gc.tick() => {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {
                 let n = runtime.expire_keys();
                 if n > 0 {
                     tracing::debug!(expired = n, "idempotency keys expired");
                 }
             }
-            code = wait_for_end(runtime, config, term, stop.clone(), stop_tx) => return code,
         }
     }
 }

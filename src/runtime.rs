@@ -169,6 +169,8 @@ impl Runtime {
         if let Some(d) = &tree.durable {
             let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
             for (agent, r) in &left.agents {
+                // no host will run these: they must not hold the suspect gate shut
+                d.store.gate.forget_agent(agent);
                 if !r.queue.is_empty() || !r.dead.is_empty() {
                     tracing::warn!(%agent, pending = r.queue.len(), dead_letters = r.dead.len(),
                         "the store holds messages for an agent the config no longer has (or no longer keeps durable); they are kept on disk");

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde_json::Value;
 use tracing::Instrument;
 
 use super::faults;
@@ -26,7 +25,7 @@ use super::Registry;
 use crate::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
 use crate::policies::rate_limit::{Limiter, Refused};
-use crate::store::Batch;
+use crate::store::{Batch, StoreError};
 
 /// How long a new host waits for a still-running predecessor to exit.
 pub const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
@@ -67,7 +66,6 @@ pub struct HostState {
     registry: Arc<Registry>,
     behaviour: Box<dyn Agent>,
     limiters: Arc<[Arc<Limiter>]>,
-    state: Value,
     /// The message whose attempt marker rode in this host's last ack batch:
     /// (sequence, attempt). Delivering it needs no marker write of its own.
     premarked: Option<(u64, u32)>,
@@ -111,7 +109,6 @@ impl Actor for AgentHost {
         args.slot.claim(args.replica, myself.get_cell());
         let behaviour = (args.build)(&args.slot.spec)?;
         Ok(HostState {
-            state: args.slot.state(),
             slot: args.slot,
             replica: args.replica,
             registry: args.registry,
@@ -221,9 +218,11 @@ async fn deliver(
     }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
         correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
+    // The slot's state, not a copy kept by the host: a predecessor's hand-off may have
+    // committed a newer one after this host started.
     let mut ctx = Context::new(
         env.clone(),
-        st.state.clone(),
+        slot.state(),
         st.registry.clone(),
         st.limiters.clone(),
     );
@@ -297,7 +296,7 @@ async fn commit(
     let mut batch = Batch::default();
     let mut store = st.slot.store().cloned();
     st.slot.write_ack(&message, new_state.as_ref(), &mut batch);
-    if st.slot.is_durable() {
+    if st.slot.is_durable() && !st.slot.gate_active() {
         if let Some((seq, attempt)) = st.slot.ready_head() {
             st.slot.write_attempt(seq, attempt, &mut batch);
             st.premarked = Some((seq, attempt));
@@ -334,36 +333,53 @@ async fn commit(
         },
         _ => {}
     }
-    if !st.slot.owns(st.replica, me) {
+    let slot = st.slot.clone();
+    let replica = st.replica;
+    if !slot.begin_commit(replica, me) {
         // Superseded while handling: the successor redelivers this message.
         for (to, _) in &outgoing {
             to.abort_emit();
         }
         return Ok(true);
     }
-    if let Some(store) = store.filter(|_| !batch.is_empty()) {
-        let _span = tracing::trace_span!("warden.commit", agent = %st.slot.name);
-        if let Err(e) = store.commit(batch).await {
+    // What follows the commit runs where its outcome is known (the committer thread),
+    // not in this task: a kill of this host while it waits must not leave a durable
+    // hand-off unacked in memory, nor its emitted messages unpublished.
+    let registry = st.registry.clone();
+    let finish = move |r: &Result<(), StoreError>| match r {
+        Ok(()) => {
+            slot.commit_done(replica, new_state);
+            for (to, env) in outgoing {
+                to.finish_emit(env);
+            }
+            if let Some((id, r)) = call_reply {
+                registry.complete_call(id, r);
+            }
+        }
+        Err(_) => {
+            slot.commit_failed(replica);
             for (to, _) in &outgoing {
                 to.abort_emit();
             }
-            return Err(format!("commit failed: {e}").into());
         }
-    }
-    if let Some(s) = &new_state {
-        st.state = s.clone();
-    }
-    if !st.slot.ack(st.replica, me, new_state) {
-        for (to, _) in &outgoing {
-            to.abort_emit();
+    };
+    match store.filter(|_| !batch.is_empty()) {
+        Some(store) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            store.submit(batch, move |r| {
+                finish(&r);
+                let _ = tx.send(r);
+            });
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    st.premarked = None;
+                    return Err(format!("commit failed: {e}").into());
+                }
+                Err(_) => return Err("commit failed: the store closed".into()),
+            }
         }
-        return Ok(true);
-    }
-    for (to, env) in outgoing {
-        to.finish_emit(env);
-    }
-    if let Some((id, r)) = call_reply {
-        st.registry.complete_call(id, r);
+        None => finish(&Ok(())),
     }
     Ok(stop)
 }

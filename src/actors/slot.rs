@@ -35,6 +35,7 @@ use super::host::HostMsg;
 use super::AgentSpec;
 use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
 use crate::policies::breaker::Breaker;
+use crate::store::suspects::Pass;
 use crate::store::{codec, keys, Batch, IdemMap, RecoveredAgent, Store, StoreError};
 use crate::supervision::TreeEvent;
 
@@ -181,9 +182,20 @@ pub(crate) enum Next {
     Stale,
 }
 
+/// A replica's message in flight.
+struct InFlight {
+    env: Arc<Envelope>,
+    /// Its hand-off is being committed: only the commit's completion may resolve it
+    /// (ack and publish, or put it back), whatever happens to the host meanwhile.
+    committing: bool,
+    /// It passed the suspect gate alone ([`crate::store::suspects`]): the gate is
+    /// told when its attempt ends.
+    alone: bool,
+}
+
 struct Inner {
     queue: VecDeque<Queued>,
-    in_flight: Vec<Option<Arc<Envelope>>>,
+    in_flight: Vec<Option<InFlight>>,
     /// The host incarnation that owns each replica. A killed supervisor's children
     /// die asynchronously, so an old host can still be running when its successor
     /// starts: only the owner may take, ack or fail messages.
@@ -263,7 +275,7 @@ impl AgentSlot {
             events: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
-                in_flight: vec![None; spec.replicas as usize],
+                in_flight: (0..spec.replicas).map(|_| None).collect(),
                 owners: vec![None; spec.replicas as usize],
                 idle: Vec::new(),
                 state: r.state,
@@ -341,10 +353,12 @@ impl AgentSlot {
     }
 
     fn write_dead(&self, d: &DeadLetter, batch: &mut Batch) {
-        if self.store.is_some() {
+        if let Some(store) = &self.store {
             let seq = d.envelope.id.seq;
+            store.gate.forget_one(&self.name, seq);
             batch.remove(keys::seq_key(keys::MSG, &self.name, seq));
             batch.remove(keys::seq_key(keys::ATTEMPT, &self.name, seq));
+            batch.remove(keys::seq_key(keys::SUSPECT, &self.name, seq));
             batch.insert(
                 keys::seq_key(keys::DEAD, &self.name, seq),
                 codec::encode_dead(d),
@@ -489,6 +503,12 @@ impl AgentSlot {
         if owner_id(&inner.owners[replica]) != Some(host.get_id()) {
             return Next::Stale;
         }
+        if inner.in_flight[replica].is_some() {
+            // A predecessor's hand-off is still committing: its completion wakes us.
+            inner.idle.retain(|(r, _)| *r != replica);
+            inner.idle.push((replica, host.clone()));
+            return Next::Idle;
+        }
         let Some(head) = inner.queue.front() else {
             inner.idle.retain(|(r, _)| *r != replica);
             inner.idle.push((replica, host.clone()));
@@ -500,13 +520,33 @@ impl AgentSlot {
                 return Next::WaitFor(at - now);
             }
         }
+        let alone = match &self.store {
+            Some(store) => {
+                let h = host.clone();
+                match store.gate.enter(move || {
+                    let _ = h.cast(HostMsg::Wake);
+                }) {
+                    Pass::Open => false,
+                    Pass::Alone => true,
+                    Pass::Wait => return Next::Idle,
+                }
+            }
+            None => false,
+        };
         if let Some(b) = &self.breaker {
             if let Err(wait) = b.admit(now.into_std()) {
+                if alone {
+                    self.leave_gate(head.env.id.seq, false);
+                }
                 return Next::WaitFor(wait);
             }
         }
         let env = inner.queue.pop_front().expect("head exists").env;
-        inner.in_flight[replica] = Some(env.clone());
+        inner.in_flight[replica] = Some(InFlight {
+            env: env.clone(),
+            committing: false,
+            alone,
+        });
         Next::Deliver(env)
     }
 
@@ -519,8 +559,9 @@ impl AgentSlot {
     /// flight goes back to the head of the queue (an interrupted attempt, not counted).
     pub(crate) fn claim(&self, replica: usize, who: ActorCell) {
         let mut inner = self.lock();
-        if let Some(env) = inner.in_flight[replica].take() {
-            inner.insert_sorted(env, None);
+        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.end_attempt(&f, false);
+            inner.insert_sorted(f.env, None);
         }
         inner.idle.retain(|(r, _)| *r != replica);
         inner.owners[replica] = Some(who);
@@ -543,11 +584,17 @@ impl AgentSlot {
 
     /// Adds "attempt `attempt` of message `seq` starts" to `batch` (durable only).
     pub(crate) fn write_attempt(&self, seq: u64, attempt: u32, batch: &mut Batch) {
+        self.write_marker(seq, attempt, true, batch);
+    }
+
+    /// Adds the attempt marker of message `seq` to `batch`: `attempt` attempts
+    /// started, the last one still `running` or not; none when `attempt` is 0.
+    fn write_marker(&self, seq: u64, attempt: u32, running: bool, batch: &mut Batch) {
         if self.store.is_some() {
             let key = keys::seq_key(keys::ATTEMPT, &self.name, seq);
             match attempt {
                 0 => batch.remove(key),
-                n => batch.insert(key, codec::encode_u64(u64::from(n))),
+                n => batch.insert(key, codec::encode_attempt(n, running)),
             }
         }
     }
@@ -556,18 +603,38 @@ impl AgentSlot {
     /// but never started it (its host stopped first).
     pub(crate) fn unmark_attempt(&self, seq: u64, attempt: u32) {
         let mut b = Batch::default();
-        self.write_attempt(seq, attempt.saturating_sub(1), &mut b);
+        self.write_marker(seq, attempt.saturating_sub(1), false, &mut b);
         self.submit(b);
     }
 
     /// The batch recording that attempt `env.attempt` of `env` starts (durable only).
     pub(crate) fn attempt_batch(&self, env: &Envelope) -> Batch {
         let mut b = Batch::default();
-        b.insert(
-            keys::seq_key(keys::ATTEMPT, &self.name, env.id.seq),
-            codec::encode_u64(u64::from(env.attempt)),
-        );
+        self.write_marker(env.id.seq, env.attempt, true, &mut b);
         b
+    }
+
+    /// True while the deliveries of durable agents run one at a time (suspects of a
+    /// daemon death remain): attempt markers must then not be written ahead.
+    pub(crate) fn gate_active(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.gate.is_active())
+    }
+
+    /// Tells the suspect gate that the attempt of `f` ended.
+    fn end_attempt(&self, f: &InFlight, finished: bool) {
+        if f.alone {
+            self.leave_gate(f.env.id.seq, finished);
+        }
+    }
+
+    fn leave_gate(&self, seq: u64, finished: bool) {
+        if let Some(store) = &self.store {
+            if store.gate.leave(&self.name, seq, finished) {
+                let mut b = Batch::default();
+                b.remove(keys::seq_key(keys::SUSPECT, &self.name, seq));
+                self.submit(b);
+            }
+        }
     }
 
     /// Adds the ack of `env` (and the new state) to a commit batch (durable only).
@@ -584,24 +651,59 @@ impl AgentSlot {
         }
     }
 
-    /// Acks `replica`'s in-flight message in memory (after its commit) and, when
-    /// `state` is given, replaces the state.
-    /// Returns false (and changes nothing) when `who` no longer owns the replica.
-    pub(crate) fn ack(&self, replica: usize, who: ActorId, state: Option<Value>) -> bool {
+    /// Starts committing the hand-off of `replica`'s in-flight message. Returns false
+    /// (and changes nothing) when `who` no longer owns the replica. From here on only
+    /// [`commit_done`](Self::commit_done) or [`commit_failed`](Self::commit_failed),
+    /// called when the commit's outcome is known, resolve the message: a host killed
+    /// while it waits cannot undo or repeat a committed hand-off.
+    pub(crate) fn begin_commit(&self, replica: usize, who: ActorId) -> bool {
         let mut inner = self.lock();
         if owner_id(&inner.owners[replica]) != Some(who) {
             return false;
         }
-        inner.in_flight[replica] = None;
+        match &mut inner.in_flight[replica] {
+            Some(f) => {
+                f.committing = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The hand-off of `replica`'s message is durable: ack it in memory and, when
+    /// `state` is given, replace the state. Runs on the committer thread, in commit
+    /// order, whether or not the host that started the commit still lives.
+    pub(crate) fn commit_done(&self, replica: usize, state: Option<Value>) {
+        let mut inner = self.lock();
+        if let Some(f) = inner.in_flight[replica].take() {
+            self.end_attempt(&f, true);
+        }
         if let Some(state) = state {
             inner.state = state;
         }
+        let waker = take_waker(&mut inner, replica);
         drop(inner);
         if let Some(b) = &self.breaker {
             b.on_success();
         }
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
-        true
+        wake(waker);
+    }
+
+    /// The hand-off's commit failed (a store error, not the message's fault): the
+    /// message goes back to the head of the queue, its attempt not counted.
+    pub(crate) fn commit_failed(&self, replica: usize) {
+        let mut inner = self.lock();
+        if let Some(f) = inner.in_flight[replica].take() {
+            self.end_attempt(&f, false);
+            inner.insert_sorted(f.env, None);
+        }
+        let waker = take_waker(&mut inner, replica);
+        drop(inner);
+        if let Some(b) = &self.breaker {
+            b.release();
+        }
+        wake(waker);
     }
 
     /// Records a failed attempt of `replica`'s in-flight message: retried after backoff
@@ -612,9 +714,11 @@ impl AgentSlot {
         if owner_id(&inner.owners[replica]) != Some(who) {
             return false;
         }
-        let Some(env) = inner.in_flight[replica].take() else {
+        let Some(f) = take_settled(&mut inner.in_flight[replica]) else {
             return false;
         };
+        self.end_attempt(&f, true);
+        let env = f.env;
         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
         if let Some(b) = &self.breaker {
             if retry {
@@ -631,7 +735,11 @@ impl AgentSlot {
             };
             self.bury(&mut inner, &env, reason, error, env.attempt);
         } else {
-            // The store's attempt marker already counts this attempt: nothing to write.
+            // The store's attempt marker already counts this attempt; it is no longer
+            // running (a daemon death now is not this message's doing).
+            let mut b = Batch::default();
+            self.write_marker(env.id.seq, env.attempt, false, &mut b);
+            self.submit(b);
             let delay = self.spec.backoff.delay(env.attempt);
             inner.insert_sorted(Arc::new(env.next_attempt()), Some(Instant::now() + delay));
         }
@@ -645,8 +753,13 @@ impl AgentSlot {
         if owner_id(&inner.owners[replica]) != Some(who) {
             return;
         }
-        if let Some(env) = inner.in_flight[replica].take() {
-            inner.insert_sorted(env, Some(Instant::now() + delay));
+        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.end_attempt(&f, true);
+            // not an attempt: the marker goes back to the attempts before it
+            let mut b = Batch::default();
+            self.write_marker(f.env.id.seq, f.env.attempt.saturating_sub(1), false, &mut b);
+            self.submit(b);
+            inner.insert_sorted(f.env, Some(Instant::now() + delay));
         }
         if let Some(b) = &self.breaker {
             b.release();
@@ -665,7 +778,9 @@ impl AgentSlot {
         if owner_id(&inner.owners[replica]) != Some(who) {
             return;
         }
-        if let Some(env) = inner.in_flight[replica].take() {
+        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.end_attempt(&f, true);
+            let env = f.env;
             self.bury(
                 &mut inner,
                 &env,
@@ -733,9 +848,10 @@ impl AgentSlot {
                 b.release();
             }
             let mut inner = self.lock();
-            match inner.in_flight[replica].take() {
-                Some(env) => {
-                    inner.insert_sorted(env, None);
+            match take_settled(&mut inner.in_flight[replica]) {
+                Some(f) => {
+                    self.end_attempt(&f, false);
+                    inner.insert_sorted(f.env, None);
                     true
                 }
                 None => false,
@@ -869,6 +985,23 @@ impl AgentSlot {
         self.submit(batch);
         expired.len()
     }
+}
+
+/// Takes a replica's in-flight message unless its hand-off is committing (then only
+/// the commit's completion may resolve it).
+fn take_settled(slot: &mut Option<InFlight>) -> Option<InFlight> {
+    if slot.as_ref().is_some_and(|f| f.committing) {
+        return None;
+    }
+    slot.take()
+}
+
+/// Unparks `replica`'s host, if it is parked (waiting for a commit to resolve).
+fn take_waker(inner: &mut Inner, replica: usize) -> Option<(usize, ActorRef<HostMsg>)> {
+    if let Some(pos) = inner.idle.iter().position(|(r, _)| *r == replica) {
+        return Some(inner.idle.swap_remove(pos));
+    }
+    None
 }
 
 fn owner_id(owner: &Option<ActorCell>) -> Option<ActorId> {

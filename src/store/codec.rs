@@ -202,6 +202,23 @@ pub fn decode_u64(bytes: &[u8]) -> Result<u64, CodecError> {
     decode(bytes)
 }
 
+/// Encodes an attempt marker: attempt `n` of a message has started, and, when
+/// `running`, has not finished (so the message was in flight if the daemon dies).
+/// A marker written before this flag existed (a bare counter) reads as finished.
+pub fn encode_attempt(n: u32, running: bool) -> Vec<u8> {
+    encode(&(u64::from(n), running))
+}
+
+/// Decodes an attempt marker: (attempt, running).
+pub fn decode_attempt(bytes: &[u8]) -> Result<(u32, bool), CodecError> {
+    let (n, running) = match decode::<(u64, bool)>(bytes) {
+        Ok(v) => v,
+        Err(_) => (decode_u64(bytes)?, false),
+    };
+    let n = u32::try_from(n).map_err(|_| CodecError::Corrupt(format!("attempt {n}")))?;
+    Ok((n, running))
+}
+
 /// Encodes an idempotency entry: the first message's sequence and when the key expires.
 pub fn encode_idem(seq: u64, expires_ms: u64) -> Vec<u8> {
     encode(&(seq, expires_ms))

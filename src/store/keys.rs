@@ -3,8 +3,13 @@
 
 /// A message waiting or in flight: `M agent \0 seq`.
 pub const MSG: u8 = b'M';
-/// Attempts started for a message: `A agent \0 seq`.
+/// Attempts started for a message, and whether the last is still running (see
+/// [`codec::encode_attempt`](super::codec::encode_attempt)): `A agent \0 seq`.
 pub const ATTEMPT: u8 = b'A';
+/// A suspect: a message that was in flight, with others, when the daemon died, so
+/// that death was charged to none of them; it runs alone until it has finished an
+/// attempt: `U agent \0 seq` (empty value).
+pub const SUSPECT: u8 = b'U';
 /// An agent's committed state: `S agent`.
 pub const STATE: u8 = b'S';
 /// A dead letter: `D agent \0 seq`.

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod committer;
 pub mod keys;
 mod recovery;
+pub mod suspects;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -130,6 +131,8 @@ pub struct Store {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Counters.
     pub stats: Arc<StoreStats>,
+    /// Runs the suspects of the last daemon death one at a time.
+    pub gate: suspects::CrashGate,
 }
 
 impl Store {
@@ -184,6 +187,7 @@ impl Store {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             stats,
+            gate: suspects::CrashGate::new(recovered.suspects.clone()),
         });
         Ok((store, recovered))
     }

@@ -1,8 +1,8 @@
 //! Recovery: one scan of the tree at open, rebuilding every agent's queue (in
 //! accept order), attempt counts, state, dead letters, idempotency keys and next
-//! sequence number. Records that do not decode go to the quarantine, whole.
+//! sequence number, and decides who is charged for a daemon death ([`super::suspects`]). Records that do not decode go to the quarantine, whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use serde_json::Value;
@@ -33,6 +33,9 @@ pub struct Recovered {
     pub agents: HashMap<String, RecoveredAgent>,
     /// Records quarantined by this recovery.
     pub quarantined: usize,
+    /// Suspects (agent, sequence): messages in flight together when the daemon
+    /// died, charged to none of them; they run alone (see [`super::suspects`]).
+    pub suspects: HashSet<(String, u64)>,
 }
 
 impl Recovered {
@@ -47,7 +50,8 @@ impl Recovered {
 pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered, StoreError> {
     let mut out = Recovered::default();
     let mut queues: HashMap<String, BTreeMap<u64, Envelope>> = HashMap::new();
-    let mut started: HashMap<(String, u64), u64> = HashMap::new();
+    let mut started: HashMap<(String, u64), (u32, bool)> = HashMap::new();
+    let mut suspects: HashSet<(String, u64)> = HashSet::new();
     let mut bad: Vec<(sled::IVec, sled::IVec, String)> = Vec::new();
     let mut fix = sled::Batch::default();
     for item in tree.iter() {
@@ -58,7 +62,7 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
         };
         let result: Result<(), String> = (|| {
             match prefix {
-                keys::MSG | keys::ATTEMPT | keys::DEAD => {
+                keys::MSG | keys::ATTEMPT | keys::DEAD | keys::SUSPECT => {
                     let (agent, rest) = keys::split(&k).ok_or("malformed key")?;
                     let seq = keys::seq_of(rest).ok_or("malformed sequence in key")?;
                     let a = out.agents.entry(agent.to_string()).or_default();
@@ -78,8 +82,11 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                                 .insert(seq, env);
                         }
                         keys::ATTEMPT => {
-                            let n = codec::decode_u64(&v).map_err(|e| e.to_string())?;
-                            started.insert((agent.to_string(), seq), n);
+                            let m = codec::decode_attempt(&v).map_err(|e| e.to_string())?;
+                            started.insert((agent.to_string(), seq), m);
+                        }
+                        keys::SUSPECT => {
+                            suspects.insert((agent.to_string(), seq));
                         }
                         _ => a
                             .dead
@@ -117,14 +124,55 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
             bad.push((k, v, reason));
         }
     }
-    for ((agent, seq), n) in started {
-        match queues.get_mut(&agent).and_then(|q| q.get_mut(&seq)) {
-            Some(env) => env.attempt = env.attempt.max(n as u32 + 1),
-            // the message was acked or dead-lettered in the same batch that should have
-            // removed the marker; nothing refers to it any more
-            None => fix.remove(keys::seq_key(keys::ATTEMPT, &agent, seq)),
+    // G4, only the culprit is charged: a daemon death counts as an attempt of the
+    // message in flight only when it was the only one; otherwise each of them is a
+    // suspect, its attempt not counted, and they run alone after this start.
+    let running: Vec<(String, u64)> = started
+        .iter()
+        .filter(|(k, (_, run))| *run && queues.get(&k.0).is_some_and(|q| q.contains_key(&k.1)))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let alone = running.len() == 1;
+    if running.len() > 1 {
+        tracing::warn!(
+            in_flight = running.len(),
+            "the daemon died with several messages in flight: none is charged; they run \
+             one at a time until each has finished an attempt"
+        );
+    }
+    for ((agent, seq), (n, run)) in started {
+        let marker = keys::seq_key(keys::ATTEMPT, &agent, seq);
+        let Some(env) = queues.get_mut(&agent).and_then(|q| q.get_mut(&seq)) else {
+            // the message was acked or dead-lettered in the same batch that should
+            // have removed the marker; nothing refers to it any more
+            fix.remove(marker);
+            continue;
+        };
+        if !run || alone {
+            if run {
+                tracing::warn!(message_id = %env.id, attempt = n,
+                    "the daemon died while this message was the only one in flight: the attempt is charged");
+                fix.insert(marker, codec::encode_attempt(n, false));
+            }
+            env.attempt = env.attempt.max(n.saturating_add(1));
+        } else {
+            env.attempt = env.attempt.max(n);
+            match n.saturating_sub(1) {
+                0 => fix.remove(marker),
+                m => fix.insert(marker, codec::encode_attempt(m, false)),
+            }
+            fix.insert(keys::seq_key(keys::SUSPECT, &agent, seq), Vec::<u8>::new());
+            suspects.insert((agent, seq));
         }
     }
+    suspects.retain(|(agent, seq)| {
+        let live = queues.get(agent).is_some_and(|q| q.contains_key(seq));
+        if !live {
+            fix.remove(keys::seq_key(keys::SUSPECT, agent, *seq));
+        }
+        live
+    });
+    out.suspects = suspects;
     for (agent, q) in queues {
         out.agents.entry(agent).or_default().queue = q.into_values().collect();
     }

@@ -260,9 +260,20 @@ async fn shutdown_cell(cell: &ActorCell, shutdown: Shutdown) {
             let _ = cell.kill_and_wait(None).await;
         }
         Shutdown::Timeout(d) => {
-            if cell.stop_and_wait(reason, Some(d)).await.is_err() {
-                tracing::warn!(actor = %cell.get_id(), timeout = ?d, "did not stop within its shutdown timeout; killed");
-                let _ = cell.kill_and_wait(None).await;
+            match cell.stop_and_wait(reason, Some(d)).await {
+                Ok(()) => {}
+                Err(ractor::RactorErr::Timeout) => {
+                    tracing::warn!(actor = %cell.get_id(), timeout = ?d, "did not stop within its shutdown timeout; killed");
+                    let _ = cell.kill_and_wait(None).await;
+                }
+                // The stop request could not be delivered: the actor is already
+                // exiting (killed, or failed). Nothing timed out; wait for it to be gone.
+                Err(_) => {
+                    if cell.wait(Some(d)).await.is_err() {
+                        tracing::warn!(actor = %cell.get_id(), timeout = ?d, "did not exit within its shutdown timeout; killed");
+                        let _ = cell.kill_and_wait(None).await;
+                    }
+                }
             }
         }
         Shutdown::Infinity => {

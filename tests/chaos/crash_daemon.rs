@@ -278,3 +278,91 @@ fn a_message_that_panics_its_agent_is_dead_lettered_and_the_rest_flow() {
     assert!(dlq[0]["last_error"].as_str().unwrap().contains("panic"));
     assert_eq!(sb.ctl_json(&["tree"])["status"], "running", "no escalation");
 }
+
+const BYSTANDERS: &str = r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["intake", "out"]
+
+[agent.intake]
+kind = "echo"
+to = ["out"]
+accept_faults = true
+max_attempts = 3
+backoff = { initial = "1ms", max = "5ms" }
+
+[agent.out]
+kind = "sink"
+path = "{dir}/out.jsonl"
+accept_faults = true               # each write sleeps: `out` always has one in flight
+max_attempts = 3
+backoff = { initial = "1ms", max = "5ms" }
+"#;
+
+/// Restarts the daemon whenever it dies (as systemd would) until `done` holds;
+/// returns how many times it died.
+fn keep_alive(sb: &Sandbox, d: &mut Daemon, what: &str, mut done: impl FnMut() -> bool) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut deaths = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            d.log_text()
+        );
+        if d.child.try_wait().unwrap().is_some() {
+            deaths += 1;
+            assert!(
+                deaths < 20,
+                "the daemon keeps dying; log:\n{}",
+                d.log_text()
+            );
+            *d = sb.start();
+            continue;
+        }
+        if sb.ctl(&["ping"]).status.success() && done() {
+            return deaths;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_daemon_crash_is_charged_only_to_the_culprit() {
+    let _ = crate::seed("only_the_culprit"); // deterministic; printed for the record
+    let sb = Sandbox::new(BYSTANDERS);
+    let mut d = sb.start_ready();
+    const N: u64 = 100;
+    const POISON: u64 = 50;
+    for i in 0..N {
+        let payload = if i == POISON {
+            json!({"fault": "abort", "i": i})
+        } else {
+            json!({"fault": "sleep", "ms": 40, "i": i})
+        };
+        if i > POISON && d.child.try_wait().unwrap().is_some() {
+            d = sb.start();
+        }
+        send_until_accepted(&sb, "intake", payload, &format!("b-{i}"));
+    }
+    let deaths = keep_alive(&sb, &mut d, "every innocent task at the sink", || {
+        sink_counts(&sb).len() as u64 == N - 1
+    });
+    let dlq = sb.ctl_json(&["dlq", "list"]);
+    eprintln!("only_the_culprit: {deaths} daemon deaths after the sends; dead letters: {dlq}");
+    let dead = dlq.as_array().unwrap();
+    assert_eq!(dead.len(), 1, "only the poison is dead-lettered: {dlq}");
+    assert_eq!(dead[0]["payload"]["i"], POISON);
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(dead[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("daemon crash"));
+    let counts = sink_counts(&sb);
+    assert!(!counts.contains_key(&POISON));
+    let s = sb.ctl_json(&["stats"]);
+    assert_eq!(s["agents"]["intake"]["pending"], 0);
+    assert_eq!(s["agents"]["out"]["pending"], 0);
+}

@@ -7,6 +7,7 @@ mod common;
 
 mod crash_daemon;
 mod kill_agents;
+mod kill_via_socket;
 
 /// The seed for this run: `WARDEN_CHAOS_SEED` or a fresh one, printed either way.
 pub fn seed(test: &str) -> u64 {

@@ -134,10 +134,12 @@ impl Drop for Daemon {
     }
 }
 
-/// Lines of a JSON-lines file (missing file: none).
+/// Complete lines of a JSON-lines file (missing file: none). A last line without its
+/// newline is a write still under way, read mid-way: it is left for the next look.
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("valid JSON line"))
