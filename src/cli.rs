@@ -27,6 +27,10 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_PATH)]
         config: PathBuf,
+        /// Start even when the store has lost committed data (damaged or truncated
+        /// files): run on what is left. Without it such a store is refused.
+        #[arg(long)]
+        accept_loss: bool,
     },
     /// Validate a config file without starting anything.
     Check {
@@ -79,8 +83,12 @@ pub fn main() -> i32 {
                 EXIT_CONFIG
             }
         },
-        Command::Run { config } => {
-            runtime().block_on(crate::daemon::run(&config, Kinds::builtin()))
+        Command::Run {
+            config,
+            accept_loss,
+        } => {
+            let opts = crate::daemon::RunOptions { accept_loss };
+            runtime().block_on(crate::daemon::run(&config, Kinds::builtin(), opts))
         }
         Command::Ctl(args) => crate::admin::ctl::run(args),
         Command::Bench {

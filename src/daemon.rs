@@ -37,8 +37,15 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code: usage or config error.
 pub const EXIT_CONFIG: i32 = 2;
 
+/// How `warden run` was asked to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Open a store that has lost committed data instead of refusing it.
+    pub accept_loss: bool,
+}
+
 /// Runs the daemon on `config_path` until it is stopped; returns the exit code.
-pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
+pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let config = match Config::load_with(config_path, &kinds) {
         Ok(c) => c,
         Err(e) => {
@@ -63,6 +70,7 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
         durability: config.daemon.durability,
         max_batch: config.daemon.commit_max_batch,
         max_delay: config.daemon.commit_max_delay,
+        accept_loss: run.accept_loss,
     };
     let (store, recovered) = match Store::open(&store_dir, opts) {
         Ok(s) => s,
@@ -124,7 +132,7 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
         stop_rx.clone(),
     ));
     tracing::info!(pid = std::process::id(), config = %config.file, socket = %config.daemon.socket.display(), "warden started");
-    let code = serve(&runtime, &config, &mut term, stop_rx, &stop_tx).await;
+    let code = serve(&runtime, &store, &config, &mut term, stop_rx, &stop_tx).await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
     store.close();
@@ -136,13 +144,30 @@ pub async fn run(config_path: &Path, kinds: Kinds) -> i32 {
 /// is under way. The expiry task takes the shutdown signal and is awaited.
 async fn serve(
     runtime: &Arc<Runtime>,
+    store: &Store,
     config: &Config,
     term: &mut (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
     stop: watch::Receiver<bool>,
     stop_tx: &watch::Sender<bool>,
 ) -> i32 {
     let expiry = tokio::spawn(expire_keys(runtime.clone(), stop.clone()));
-    let code = wait_for_end(runtime, config, term, stop, stop_tx).await;
+    let code = tokio::select! {
+        code = wait_for_end(runtime, config, term, stop, stop_tx) => code,
+        e = store.failed() => {
+            tracing::error!(error = %e,
+                "the store cannot write: stopping with exit code 1, so that a service manager \
+                 restarts Warden once the cause (a full disk, a failed device) is fixed; every \
+                 accepted message is on disk, and no message is charged an attempt for this");
+            // Nothing more can be written, and sled, once a write failed, can wait
+            // forever in a flush or a drop: leave now, as a crash would, which the
+            // store is built to survive. The OS releases the data-dir lock.
+            // First a moment for the refusals already decided to reach their clients.
+            let _ = stop_tx.send(true);
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let _ = std::fs::remove_file(&config.daemon.socket);
+            std::process::exit(EXIT_FAILED);
+        }
+    };
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     code

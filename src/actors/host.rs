@@ -77,7 +77,13 @@ enum Outcome {
     Done { stop: bool },
     /// Retried or dead-lettered; the host goes on.
     Failed,
+    /// The store cannot write: the message is back at the head, not charged; the
+    /// host looks again after [`STORE_RETRY`] (the daemon stops on a store failure).
+    StoreDown,
 }
+
+/// How long a host waits after the store failed a write before it tries again.
+pub const STORE_RETRY: Duration = Duration::from_secs(1);
 
 impl Actor for AgentHost {
     type Msg = HostMsg;
@@ -160,6 +166,10 @@ impl Actor for AgentHost {
                 Next::Deliver(env) => env,
             };
             match deliver(st, env, myself.get_id()).await? {
+                Outcome::StoreDown => {
+                    myself.send_after(STORE_RETRY, || HostMsg::Wake);
+                    return Ok(());
+                }
                 Outcome::Done { stop: true } => {
                     myself.stop(Some(crate::supervision::EXIT_NORMAL.to_string()));
                     return Ok(());
@@ -213,7 +223,12 @@ async fn deliver(
         // whole daemon is still counted. Under a backlog the marker was already
         // committed with the previous message's ack.
         if st.premarked.take() != Some((env.id.seq, env.attempt)) {
-            store.commit(slot.attempt_batch(&env)).await?;
+            if let Err(e) = store.commit(slot.attempt_batch(&env)).await {
+                tracing::error!(agent = %slot.name, message_id = %env.id, error = %e,
+                    "cannot record the attempt; the message waits, not charged");
+                slot.put_back(st.replica, me);
+                return Ok(Outcome::StoreDown);
+            }
         }
     }
     let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
@@ -249,10 +264,7 @@ async fn deliver(
         ))),
     };
     match result {
-        Ok(()) => {
-            let stop = commit(st, ctx, me).await?;
-            Ok(Outcome::Done { stop })
-        }
+        Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
         Err(e) if e.kind == ErrorKind::DeadlineExceeded => {
             slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &e.message);
@@ -276,13 +288,13 @@ async fn deliver(
 
 /// Commits a handled message: the ack, the new state and every emitted message (and
 /// an agent-addressed reply) in one store batch when any of them is durable; then
-/// publishes the emits and completes a waiting call. Returns whether the handler
-/// asked to stop. A failed store write fails the host (the message is redelivered).
+/// publishes the emits and completes a waiting call. A failed store write puts the
+/// message back, not charged ([`Outcome::StoreDown`]).
 async fn commit(
     st: &mut HostState,
     ctx: Context,
     me: ractor::ActorId,
-) -> Result<bool, ActorProcessingErr> {
+) -> Result<Outcome, ActorProcessingErr> {
     let Context {
         message,
         state,
@@ -340,7 +352,7 @@ async fn commit(
         for (to, _) in &outgoing {
             to.abort_emit();
         }
-        return Ok(true);
+        return Ok(Outcome::Done { stop: true });
     }
     // What follows the commit runs where its outcome is known (the committer thread),
     // not in this task: a kill of this host while it waits must not leave a durable
@@ -374,12 +386,14 @@ async fn commit(
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     st.premarked = None;
-                    return Err(format!("commit failed: {e}").into());
+                    tracing::error!(agent = %st.slot.name, error = %e,
+                        "cannot commit the hand-off; the message waits, not charged");
+                    return Ok(Outcome::StoreDown);
                 }
                 Err(_) => return Err("commit failed: the store closed".into()),
             }
         }
         None => finish(&Ok(())),
     }
-    Ok(stop)
+    Ok(Outcome::Done { stop })
 }

@@ -34,7 +34,8 @@ use tokio::sync::oneshot;
 use super::host::HostMsg;
 use super::AgentSpec;
 use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
-use crate::policies::breaker::Breaker;
+use crate::policies::breaker::{Breaker, BreakerState};
+use crate::policies::systemic::{Admit, Systemic, Verdict};
 use crate::store::suspects::Pass;
 use crate::store::{codec, keys, Batch, IdemMap, RecoveredAgent, Store, StoreError};
 use crate::supervision::TreeEvent;
@@ -231,6 +232,8 @@ pub struct AgentSlot {
     pub stats: AgentStats,
     /// Its circuit breaker, if configured (outlives restarts).
     pub breaker: Option<Breaker>,
+    /// Its systemic-failure pause (outlives restarts).
+    pub systemic: Systemic,
     store: Option<Arc<Store>>,
     retention: Duration,
     /// Where `dead_lettered` events go (set once the slot joins a tree).
@@ -270,6 +273,7 @@ impl AgentSlot {
             name: Arc::from(spec.name.as_str()),
             stats: AgentStats::default(),
             breaker: spec.breaker.map(Breaker::new),
+            systemic: Systemic::new(spec.systemic),
             store,
             retention,
             events: std::sync::OnceLock::new(),
@@ -316,6 +320,32 @@ impl AgentSlot {
         }
         slot.submit(batch);
         slot
+    }
+
+    fn event(&self, event: &'static str, reason: Option<String>) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(TreeEvent {
+                event,
+                name: self.name.to_string(),
+                reason,
+                at_ms: now_ms(),
+            });
+        }
+    }
+
+    /// Ends a systemic-failure pause now and wakes the hosts. Returns whether the
+    /// agent was paused.
+    pub fn resume(&self) -> bool {
+        if !self.systemic.resume() {
+            return false;
+        }
+        tracing::info!(agent = %self.name, "resumed by request");
+        self.event("resumed", Some("by request".into()));
+        let owners: Vec<ActorCell> = self.lock().owners.iter().flatten().cloned().collect();
+        for cell in owners {
+            let _ = cell.send_message::<HostMsg>(HostMsg::Wake);
+        }
+        true
     }
 
     /// Sends this agent's `dead_lettered` events to `tx`.
@@ -520,6 +550,11 @@ impl AgentSlot {
                 return Next::WaitFor(at - now);
             }
         }
+        let pick = match self.systemic.admit(now.into_std(), inner.queue.len()) {
+            Admit::Head => None,
+            Admit::Trial(i) => Some(i),
+            Admit::Wait(d) => return Next::WaitFor(d),
+        };
         let alone = match &self.store {
             Some(store) => {
                 let h = host.clone();
@@ -541,7 +576,15 @@ impl AgentSlot {
                 return Next::WaitFor(wait);
             }
         }
-        let env = inner.queue.pop_front().expect("head exists").env;
+        let env = match pick {
+            Some(i) => {
+                let env = inner.queue.remove(i).expect("index checked").env;
+                self.systemic.trial_started(env.id.seq);
+                tracing::info!(agent = %self.name, message_id = %env.id, "paused agent: trial delivery");
+                env
+            }
+            None => inner.queue.pop_front().expect("head exists").env,
+        };
         inner.in_flight[replica] = Some(InFlight {
             env: env.clone(),
             committing: false,
@@ -560,6 +603,7 @@ impl AgentSlot {
     pub(crate) fn claim(&self, replica: usize, who: ActorCell) {
         let mut inner = self.lock();
         if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.systemic.trial_released();
             self.end_attempt(&f, false);
             inner.insert_sorted(f.env, None);
         }
@@ -686,6 +730,10 @@ impl AgentSlot {
         if let Some(b) = &self.breaker {
             b.on_success();
         }
+        if self.systemic.on_success() {
+            tracing::info!(agent = %self.name, "a trial succeeded: the agent resumes");
+            self.event("resumed", None);
+        }
         self.stats.handled.fetch_add(1, Ordering::Relaxed);
         wake(waker);
     }
@@ -720,6 +768,30 @@ impl AgentSlot {
         self.end_attempt(&f, true);
         let env = f.env;
         self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let breaker_trial = self
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.snapshot().state == BreakerState::HalfOpen);
+        let verdict = self.systemic.on_failure(env.id.seq, error, now.into_std());
+        if breaker_trial || verdict != Verdict::Charge {
+            // Not the message's fault (the agent is failing for every message, or
+            // this was a breaker's trial): the attempt is refunded and the message
+            // waits at the head, never dead-lettered for it.
+            if let Some(b) = &self.breaker {
+                b.on_failure(now.into_std());
+            }
+            if let Verdict::Refund(Some(reason)) = &verdict {
+                tracing::error!(agent = %self.name, %reason, "agent paused: its messages wait; \
+                    a trial runs after the cool-down, or `warden ctl resume` resumes it");
+                self.event("paused", Some(reason.clone()));
+            }
+            let mut b = Batch::default();
+            self.write_marker(env.id.seq, env.attempt.saturating_sub(1), false, &mut b);
+            self.submit(b);
+            inner.insert_sorted(env, None);
+            return true;
+        }
         if let Some(b) = &self.breaker {
             if retry {
                 b.on_failure(Instant::now().into_std());
@@ -746,6 +818,23 @@ impl AgentSlot {
         true
     }
 
+    /// Puts `replica`'s in-flight message back at the head, its attempt not counted
+    /// (the store could not record the attempt: not the message's fault).
+    pub(crate) fn put_back(&self, replica: usize, who: ActorId) {
+        let mut inner = self.lock();
+        if owner_id(&inner.owners[replica]) != Some(who) {
+            return;
+        }
+        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.systemic.trial_released();
+            self.end_attempt(&f, false);
+            inner.insert_sorted(f.env, None);
+        }
+        if let Some(b) = &self.breaker {
+            b.release();
+        }
+    }
+
     /// Puts `replica`'s in-flight message back at the head, to be delivered after
     /// `delay`, without counting the attempt (the upstream rate-limited us).
     pub(crate) fn retry_later(&self, replica: usize, who: ActorId, delay: Duration) {
@@ -754,6 +843,7 @@ impl AgentSlot {
             return;
         }
         if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.systemic.trial_released();
             self.end_attempt(&f, true);
             // not an attempt: the marker goes back to the attempts before it
             let mut b = Batch::default();
@@ -779,6 +869,7 @@ impl AgentSlot {
             return;
         }
         if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.systemic.trial_released();
             self.end_attempt(&f, true);
             let env = f.env;
             self.bury(
@@ -850,6 +941,7 @@ impl AgentSlot {
             let mut inner = self.lock();
             match take_settled(&mut inner.in_flight[replica]) {
                 Some(f) => {
+                    self.systemic.trial_released();
                     self.end_attempt(&f, false);
                     inner.insert_sorted(f.env, None);
                     true

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::policies::backoff::Backoff;
 use crate::policies::breaker::BreakerSpec;
+use crate::policies::systemic::SystemicSpec;
 
 /// Where an agent's mailbox lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct AgentSpec {
     pub deadline: Option<Duration>,
     /// Circuit breaker.
     pub breaker: Option<BreakerSpec>,
+    /// Pause on a systemic failure (distinct messages failing in a row).
+    pub systemic: SystemicSpec,
     /// Kind-specific options (`to` for echo, `path` for sink).
     pub options: Map<String, Value>,
 }
@@ -76,6 +79,7 @@ impl AgentSpec {
             accept_faults: false,
             deadline: None,
             breaker: None,
+            systemic: SystemicSpec::default(),
             options: Map::new(),
         }
     }

@@ -62,6 +62,11 @@ enum CtlCommand {
         #[arg(long, default_value = "30s")]
         timeout: String,
     },
+    /// Resume an agent paused after a systemic failure (its trial need not wait).
+    Resume {
+        /// The agent.
+        agent: String,
+    },
     /// Kill a child abruptly (handled as a crash).
     Kill {
         /// Agent or supervisor.
@@ -217,6 +222,7 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             )
         }
         Kill { agent } => ("kill", json!({"agent": agent}), None),
+        Resume { agent } => ("resume", json!({"agent": agent}), None),
         Restart { agent } => ("restart", json!({"agent": agent}), None),
         Stop { agent } => ("stop", json!({"agent": agent}), None),
         Start { agent } => ("start", json!({"agent": agent}), None),
@@ -292,6 +298,8 @@ fn human(op: &str, r: &Value) -> String {
         }
         "send" => format!("accepted {}", s(&r["message_id"])),
         "call" => serde_json::to_string_pretty(&r["reply"]).unwrap_or_default(),
+        "resume" if r["resumed"] == json!(false) => format!("{} was not paused", s(&r["agent"])),
+        "resume" => format!("{} resumed", s(&r["agent"])),
         "tree" => {
             let mut out = String::new();
             draw_tree(r, "", true, true, &mut out);

@@ -28,6 +28,7 @@ pub const OPS: &[&str] = &[
     "restart",
     "stop",
     "start",
+    "resume",
     "mailbox",
     "dlq_list",
     "dlq_replay",
@@ -162,6 +163,8 @@ pub enum Op {
     Stop(AgentReq),
     /// Start a stopped child.
     Start(AgentReq),
+    /// End an agent's systemic-failure pause.
+    Resume(AgentReq),
     /// Peek at pending messages.
     Mailbox(MailboxReq),
     /// List dead letters.
@@ -232,6 +235,7 @@ pub fn parse(line: &[u8]) -> Result<Request, (Value, AdminError)> {
         "send" => fields(&op, obj).map(Op::Send),
         "call" => fields(&op, obj).map(Op::Call),
         "kill" => fields(&op, obj).map(Op::Kill),
+        "resume" => fields(&op, obj).map(Op::Resume),
         "restart" => fields(&op, obj).map(Op::Restart),
         "stop" => fields(&op, obj).map(Op::Stop),
         "start" => fields(&op, obj).map(Op::Start),

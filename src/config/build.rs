@@ -61,6 +61,8 @@ const AGENT: &[&str] = &[
     "restart_backoff",
     "deadline",
     "breaker",
+    "pause_after",
+    "pause_cool_down",
 ];
 const BREAKER: &[&str] = &["failures", "cool_down"];
 const BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter"];
@@ -469,6 +471,15 @@ impl TreeBuilder<'_, '_> {
                         cool_down: b.duration("cool_down")?.unwrap_or(Duration::from_secs(30)),
                     })
                 }
+            },
+            systemic: crate::policies::systemic::SystemicSpec {
+                after: s
+                    .int("pause_after", 0, 1_000_000)?
+                    .map_or(d.systemic.after, |v| v as u32),
+                cool_down: s
+                    .duration("pause_cool_down")?
+                    .unwrap_or(d.systemic.cool_down),
+                ..d.systemic
             },
             ..d
         };

@@ -7,3 +7,4 @@
 pub mod backoff;
 pub mod breaker;
 pub mod rate_limit;
+pub mod systemic;

@@ -15,7 +15,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{StoreError, StoreStats};
+use super::high_water::HighWater;
+use super::{codec, keys, StoreError, StoreStats};
 
 /// What runs when a request's batch is durable (or failed).
 pub type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -33,11 +34,18 @@ pub(crate) struct Committer {
     pub(crate) max_batch: usize,
     pub(crate) max_delay: Duration,
     pub(crate) stats: Arc<StoreStats>,
+    /// Where each durable group's number is recorded, outside sled.
+    pub(crate) high_water: HighWater,
+    /// The number the next group gets.
+    pub(crate) next_group: u64,
+    /// Set to the first write failure: the store cannot be trusted to write again
+    /// (sled keeps a failed I/O as a global error), so its owner must stop.
+    pub(crate) failure: Arc<tokio::sync::watch::Sender<Option<StoreError>>>,
 }
 
 impl Committer {
     /// Runs until every sender is dropped; then flushes once more and returns.
-    pub(crate) fn run(self, rx: Receiver<Commit>) {
+    pub(crate) fn run(mut self, rx: Receiver<Commit>) {
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
             let gather_until = Instant::now() + self.max_delay;
@@ -58,10 +66,12 @@ impl Committer {
             }
             self.commit_group(group);
         }
-        let _ = self.flush();
+        if self.failure.borrow().is_none() {
+            let _ = self.flush();
+        }
     }
 
-    fn commit_group(&self, group: Vec<Commit>) {
+    fn commit_group(&mut self, group: Vec<Commit>) {
         let started = Instant::now();
         let _span = tracing::trace_span!("warden.commit", batch = group.len()).entered();
         let mut merged = sled::Batch::default();
@@ -70,11 +80,16 @@ impl Committer {
             c.batch.merge_into(&mut merged);
             thens.push(c.then);
         }
-        let result = self
-            .tree
-            .apply_batch(merged)
-            .map_err(StoreError::from)
-            .and_then(|()| self.flush());
+        let n = self.next_group;
+        merged.insert(keys::HIGH_WATER, codec::encode_u64(n));
+        // After a failed write sled is not to be touched again: it keeps the error,
+        // and its flush can wait forever for a buffer that will never be written.
+        let broken = self.failure.borrow().clone();
+        let result = match broken {
+            Some(e) => Err(e),
+            None => self.apply(merged, n),
+        };
+
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commits
@@ -82,9 +97,29 @@ impl Committer {
         self.stats
             .commit_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "store write failed");
+            self.failure.send_if_modified(|f| {
+                let first = f.is_none();
+                if first {
+                    *f = Some(e.clone());
+                }
+                first
+            });
+        }
         for then in thens {
             then(result.clone());
         }
+    }
+
+    /// Applies one group's batch, flushes, and records the group's number.
+    fn apply(&mut self, merged: sled::Batch, n: u64) -> Result<(), StoreError> {
+        self.tree.apply_batch(merged)?;
+        self.flush()?;
+        self.next_group += 1;
+        self.high_water
+            .record(n)
+            .map_err(|e| StoreError::Io(format!("cannot record the high-water mark: {e}")))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

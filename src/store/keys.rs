@@ -20,6 +20,8 @@ pub const IDEM: u8 = b'K';
 pub const NEXT: u8 = b'N';
 /// A quarantined record: `Q original-key`.
 pub const QUARANTINE: u8 = b'Q';
+/// The number of the last group commit, written by every group: `W`.
+pub const HIGH_WATER: &[u8] = b"W";
 /// The store's format version: `V`.
 pub const META: &[u8] = b"V";
 

@@ -16,6 +16,7 @@
 
 pub mod codec;
 pub mod committer;
+pub mod high_water;
 pub mod keys;
 mod recovery;
 pub mod suspects;
@@ -59,6 +60,12 @@ pub enum StoreError {
     /// The store is closed (shutting down).
     #[error("the store is closed")]
     Closed,
+    /// Committed data is missing, or cannot be checked (see [`high_water`]).
+    #[error("{0}")]
+    Lost(String),
+    /// A file of sled's own is damaged.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -108,6 +115,8 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How long the committer waits for more requests before flushing (0: never).
     pub max_delay: Duration,
+    /// Open a store that has lost commits (see [`high_water`]) instead of refusing.
+    pub accept_loss: bool,
 }
 
 impl Default for StoreOptions {
@@ -116,6 +125,7 @@ impl Default for StoreOptions {
             durability: Durability::Crash,
             max_batch: 4096,
             max_delay: Duration::ZERO,
+            accept_loss: false,
         }
     }
 }
@@ -133,6 +143,7 @@ pub struct Store {
     pub stats: Arc<StoreStats>,
     /// Runs the suspects of the last daemon death one at a time.
     pub gate: suspects::CrashGate,
+    failure: Arc<tokio::sync::watch::Sender<Option<StoreError>>>,
 }
 
 impl Store {
@@ -157,9 +168,26 @@ impl Store {
                 db.flush()?;
             }
         }
+        let in_store = match tree.get(keys::HIGH_WATER)? {
+            Some(v) => codec::decode_u64(&v).map_err(|e| {
+                StoreError::Damaged(format!("the store's high-water record is damaged: {e}"))
+            })?,
+            None => 0,
+        };
+        let hw_path = high_water::path_for(dir);
+        let in_file = high_water::read(&hw_path);
+        let next_group = 1 + in_store.max(in_file.clone().ok().flatten().unwrap_or(0));
+        if let Err(why) = high_water::check(dir, in_store, in_file) {
+            if !opts.accept_loss {
+                return Err(StoreError::Lost(why));
+            }
+            tracing::error!("{why}; starting anyway (--accept-loss)");
+        }
         let stats = Arc::new(StoreStats::default());
         let recovered = recovery::recover(&tree, &stats)?;
         db.flush()?;
+        let high_water = high_water::HighWater::open(&hw_path)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", hw_path.display())))?;
         let log = match opts.durability {
             Durability::Power => Some(
                 File::open(dir.join("db"))
@@ -168,13 +196,17 @@ impl Store {
             Durability::Crash => None,
         };
         let (tx, rx) = mpsc::channel();
+        let failure = Arc::new(tokio::sync::watch::channel(None).0);
         let committer = committer::Committer {
+            failure: failure.clone(),
             db: db.clone(),
             tree: tree.clone(),
             log,
             max_batch: opts.max_batch.max(1),
             max_delay: opts.max_delay,
             stats: stats.clone(),
+            high_water,
+            next_group,
         };
         let thread = std::thread::Builder::new()
             .name("warden-committer".into())
@@ -188,6 +220,7 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             stats,
             gate: suspects::CrashGate::new(recovered.suspects.clone()),
+            failure,
         });
         Ok((store, recovered))
     }
@@ -218,6 +251,21 @@ impl Store {
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Completes with the first write failure (disk full, I/O error). After one,
+    /// every later write fails too: sled keeps a failed I/O as a global error until
+    /// it is reopened, so the owner of the store should stop (see the daemon).
+    pub async fn failed(&self) -> StoreError {
+        let mut rx = self.failure.subscribe();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                return StoreError::Closed;
+            }
+        }
+    }
+
     /// Stops the committer after it has committed everything queued, flushes, and
     /// releases the store (and its lock); later requests fail with `Closed`.
     pub fn close(&self) {
@@ -225,13 +273,17 @@ impl Store {
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        let broken = self.failure.borrow().is_some();
         if let Some((db, _tree)) = self
             .handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            let _ = db.flush();
+            // after a failed write, sled's flush may never return
+            if !broken {
+                let _ = db.flush();
+            }
         }
     }
 
@@ -313,13 +365,38 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => {
+                let conf = dir.join("conf");
+                if conf.exists() && conf_is_damaged(&conf) {
+                    return Err(StoreError::Damaged(format!(
+                        "sled's settings file {} is damaged ({e}); the messages are in {}/db, \
+                         which Warden cannot open without it: restore the store from a backup",
+                        conf.display(),
+                        dir.display()
+                    )));
+                }
                 return Err(StoreError::Sled(format!(
                     "cannot open {}: {e}",
                     dir.display()
-                )))
+                )));
             }
         }
     }
+}
+
+/// sled's `conf` is a few `key: value` lines followed by a 4-byte CRC; a file that
+/// does not read as such is damaged (sled itself reports it as an old format or as
+/// corrupted data at no offset).
+fn conf_is_damaged(conf: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(conf) else {
+        return true;
+    };
+    if bytes.len() < 5 {
+        return true;
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let text_ok = std::str::from_utf8(body).is_ok_and(|t| t.contains("segment_size"));
+    let crc_ok = crc32fast::hash(body).to_le_bytes() == crc;
+    !(text_ok && crc_ok)
 }
 
 impl Drop for Store {

@@ -115,7 +115,7 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                 keys::QUARANTINE => {
                     stats.quarantined.fetch_add(1, Ordering::Relaxed);
                 }
-                b'V' => {}
+                b'V' | b'W' => {}
                 other => return Err(format!("unknown record prefix {:?}", other as char)),
             }
             Ok(())

@@ -19,6 +19,7 @@ use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
 use crate::policies::breaker::BreakerState;
 use crate::policies::rate_limit::Limits;
+use crate::policies::systemic::PauseSnapshot;
 use crate::store::{Recovered, Store};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub enum Status {
     Stopped,
     /// Exited abnormally and not restarted, or gave up (a supervisor).
     Failed,
+    /// An agent that stopped consuming its mailbox after a systemic failure
+    /// ([`crate::policies::systemic`]); `paused` in the snapshot says why.
+    Paused,
 }
 
 /// What a node is.
@@ -147,6 +151,9 @@ pub struct TreeSnapshot {
     /// Agents with a circuit breaker: its state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerState>,
+    /// Agents paused after a systemic failure: why, and when the next trial runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<PauseSnapshot>,
     /// Supervisors: children in start order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub children: Option<Vec<TreeSnapshot>>,
@@ -353,11 +360,19 @@ impl TreeContext {
         Some(match kind {
             NodeKind::Agent { replicas } => {
                 let slot = self.registry.get(name);
+                let paused = slot
+                    .as_ref()
+                    .and_then(|s| s.systemic.snapshot(std::time::Instant::now()));
+                let status = match node.status() {
+                    Status::Running if paused.is_some() => Status::Paused,
+                    s => s,
+                };
                 TreeSnapshot {
                     name: name.to_string(),
                     kind: "agent",
                     strategy: None,
-                    status: node.status(),
+                    status,
+                    paused,
                     restarts: node.restarts(),
                     pending: slot.as_ref().map(|s| s.pending()),
                     in_flight: slot.as_ref().map(|s| s.in_flight()),
@@ -381,6 +396,7 @@ impl TreeContext {
                 dead_letters: None,
                 replicas: None,
                 breaker: None,
+                paused: None,
                 children: Some(children.iter().filter_map(|c| self.snapshot(c)).collect()),
             },
         })

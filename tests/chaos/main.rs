@@ -6,8 +6,11 @@
 mod common;
 
 mod crash_daemon;
+mod damaged_store;
+mod disk_full;
 mod kill_agents;
 mod kill_via_socket;
+mod systemic;
 
 /// The seed for this run: `WARDEN_CHAOS_SEED` or a fresh one, printed either way.
 pub fn seed(test: &str) -> u64 {

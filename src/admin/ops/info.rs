@@ -48,6 +48,8 @@ pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
                 "dead_letters": s.dead_count(),
                 "durable": s.is_durable(),
                 "breaker": s.breaker.as_ref().map(|b| b.snapshot()),
+                "paused": s.systemic.snapshot(std::time::Instant::now()),
+                "pauses": s.systemic.pauses(),
             }),
         );
     }

@@ -15,6 +15,12 @@ pub(super) async fn kill(a: AgentReq, ctx: &AdminCtx) -> Result<Value, AdminErro
     Ok(done("kill", &a.agent))
 }
 
+/// `resume`: ends a systemic-failure pause now; `resumed` says whether it was paused.
+pub(super) fn resume(a: AgentReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
+    let resumed = super::slot(ctx, &a.agent)?.resume();
+    Ok(json!({"op": "resume", "agent": a.agent, "done": true, "resumed": resumed}))
+}
+
 pub(super) async fn restart(a: AgentReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
     ctx.runtime.restart_child(&a.agent).await?;
     Ok(done("restart", &a.agent))

@@ -42,6 +42,7 @@ pub async fn apply(op: Op, ctx: &AdminCtx) -> Outcome {
         Op::Send(s) => send::send(s, ctx).await,
         Op::Call(c) => send::call(c, ctx).await,
         Op::Kill(a) => lifecycle::kill(a, ctx).await,
+        Op::Resume(a) => lifecycle::resume(a, ctx),
         Op::Restart(a) => lifecycle::restart(a, ctx).await,
         Op::Stop(a) => lifecycle::stop(a, ctx).await,
         Op::Start(a) => lifecycle::start(a, ctx).await,
