@@ -40,6 +40,8 @@ enum Command {
     },
     /// Talk to a running daemon over its admin socket.
     Ctl(crate::admin::ctl::CtlArgs),
+    /// Prove the durable promise: faults on a real daemon, then a history check.
+    Chaos(crate::chaos::ChaosArgs),
     /// Run a benchmark scenario (DESIGN section 8).
     Bench {
         /// The scenario.
@@ -91,6 +93,7 @@ pub fn main() -> i32 {
             runtime().block_on(crate::daemon::run(&config, Kinds::builtin(), opts))
         }
         Command::Ctl(args) => crate::admin::ctl::run(args),
+        Command::Chaos(args) => crate::chaos::run(args),
         Command::Bench {
             scenario: Scenario::ResumeFill,
             n,

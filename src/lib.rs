@@ -10,7 +10,7 @@
 //!   kinds (`echo`, `sink`) and fault directives.
 //! - [`supervision`]: supervisor actors, child specs, strategies, restart intensity,
 //!   the tree view and lifecycle events.
-//! - [`policies`]: per-message policies (backoff now; limits, breakers to come).
+//! - [`policies`]: rate limits, backoff, circuit breaker, systemic-failure pause.
 //! - [`store`]: the sled store: durable mailboxes, attempts, state, dead letters,
 //!   idempotency keys; group commit; recovery and quarantine.
 //! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
@@ -19,6 +19,7 @@
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`bench`]: `warden bench` scenarios.
+//! - [`chaos`]: `warden chaos`: faults on a real daemon, and the history checker.
 //! - [`cli`]: the command line.
 //!
 //! Guarantees as implemented are listed in `docs/runtime-semantics.md`.
@@ -30,6 +31,7 @@ pub mod actors;
 pub mod admin;
 pub mod agent;
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod daemon;

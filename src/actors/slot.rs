@@ -774,10 +774,14 @@ impl AgentSlot {
             .as_ref()
             .is_some_and(|b| b.snapshot().state == BreakerState::HalfOpen);
         let verdict = self.systemic.on_failure(env.id.seq, error, now.into_std());
-        if breaker_trial || verdict != Verdict::Charge {
-            // Not the message's fault (the agent is failing for every message, or
-            // this was a breaker's trial): the attempt is refunded and the message
-            // waits at the head, never dead-lettered for it.
+        // A breaker's half-open trial that fails is counted, but never dead-letters
+        // the message: the breaker opens again and the message waits, so an open
+        // breaker cannot lose one message per few cool-downs.
+        let trial_exhausted = breaker_trial && retry && env.attempt >= self.spec.max_attempts;
+        if trial_exhausted || verdict != Verdict::Charge {
+            // Not the message's fault (the agent is failing for every message): the
+            // attempt is refunded and the message waits at the head, never
+            // dead-lettered for it.
             if let Some(b) = &self.breaker {
                 b.on_failure(now.into_std());
             }

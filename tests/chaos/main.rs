@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod campaign;
 mod crash_daemon;
 mod damaged_store;
 mod disk_full;

@@ -1,0 +1,495 @@
+//! `warden chaos`: proves the durable promise on a user's own tree (DESIGN section
+//! 12). It starts a daemon on a copy of the config with its own data directory,
+//! sends numbered tasks to the entry agent while killing agents and supervisors,
+//! SIGKILLing the daemon and injecting poison tasks (panic, abort), then stops the
+//! faults, restarts the daemon whenever it died (as a service manager would), waits
+//! for the tree to drain and checks the whole history ([`checker`]), plus the
+//! store's own view after a clean stop (no message record left behind).
+//!
+//! The seed is printed first; the same seed replays the same fault schedule (the
+//! schedule, not the daemon's own timing). Runs are bounded by `--duration` and a
+//! drain limit, so a run always ends.
+
+pub mod checker;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::admin::client::Client;
+use checker::{DeadTask, History, SinkLine};
+
+/// `warden chaos` arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ChaosArgs {
+    /// Run on a copy of this config (its own data directory and sink files);
+    /// default: a built-in tree with every strategy, replicas and a sink.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The agent tasks are sent to (required with --config).
+    #[arg(long)]
+    pub entry: Option<String>,
+    /// Seed of the fault schedule (default: a fresh one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How long faults are injected.
+    #[arg(long, default_value = "60s")]
+    pub duration: String,
+    /// Tasks sent per second, e.g. `200/s`.
+    #[arg(long, default_value = "200/s")]
+    pub rate: String,
+    /// Agent and supervisor kills per second, e.g. `2/s`.
+    #[arg(long, default_value = "2/s")]
+    pub kill_rate: String,
+    /// SIGKILL the daemon this often (`0s`: never).
+    #[arg(long, default_value = "10s")]
+    pub sigkill_every: String,
+    /// Share of tasks that are poison (half panic, half abort the daemon).
+    #[arg(long, default_value_t = 0.02)]
+    pub poison: f64,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the campaign; returns the exit code (0 pass, 1 fail, 2 usage).
+pub fn run(args: ChaosArgs) -> i32 {
+    match Plan::new(&args) {
+        Ok(plan) => plan.run(),
+        Err(e) => {
+            eprintln!("warden chaos: {e}");
+            2
+        }
+    }
+}
+
+fn rate(s: &str, what: &str) -> Result<f64, String> {
+    let n = s.strip_suffix("/s").unwrap_or(s);
+    n.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("--{what} {s:?}: expected a rate such as 200/s"))
+}
+
+struct Plan {
+    seed: u64,
+    dir: PathBuf,
+    config: PathBuf,
+    socket: PathBuf,
+    entry: String,
+    targets: Vec<String>,
+    sinks: Vec<PathBuf>,
+    max_attempts: u64,
+    duration: Duration,
+    rate: f64,
+    kill_rate: f64,
+    sigkill_every: Option<Duration>,
+    poison: f64,
+    json: bool,
+}
+
+impl Plan {
+    fn new(a: &ChaosArgs) -> Result<Plan, String> {
+        let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+        let dur = |s: &str, what: &str| {
+            crate::config::parse_duration(s).map_err(|e| format!("--{what}: {e}"))
+        };
+        if !(0.0..=1.0).contains(&a.poison) {
+            return Err(format!(
+                "--poison {}: expected a share from 0 to 1",
+                a.poison
+            ));
+        }
+        let dir = std::env::temp_dir().join(format!("warden-chaos-{}-{seed}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let dir_s = dir.to_str().ok_or("the temp dir is not UTF-8")?.to_string();
+        let (text, entry) = match &a.config {
+            None => (
+                tree::BUILTIN.replace("{dir}", &dir_s),
+                a.entry.clone().unwrap_or("entry".into()),
+            ),
+            Some(p) => {
+                let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let entry = a
+                    .entry
+                    .clone()
+                    .ok_or("--entry AGENT is needed with --config")?;
+                (t, entry)
+            }
+        };
+        let mut table: toml::Table = text.parse().map_err(|e| format!("config: {e}"))?;
+        let daemon = table
+            .entry("daemon")
+            .or_insert(toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .ok_or("config: [daemon] is not a table")?;
+        daemon.insert("data_dir".into(), format!("{dir_s}/data").into());
+        daemon.insert("socket".into(), format!("{dir_s}/data/warden.sock").into());
+        let mut targets = Vec::new();
+        let mut sinks = Vec::new();
+        let mut max_attempts = 5;
+        if let Some(agents) = table.get_mut("agent").and_then(|v| v.as_table_mut()) {
+            for (name, v) in agents.iter_mut() {
+                let Some(t) = v.as_table_mut() else { continue };
+                t.insert("accept_faults".into(), true.into());
+                if t.get("kind").and_then(|k| k.as_str()) == Some("sink") {
+                    let path = format!("{dir_s}/sink-{name}.jsonl");
+                    t.insert("path".into(), path.clone().into());
+                    sinks.push(PathBuf::from(path));
+                }
+                if *name == entry {
+                    max_attempts = t
+                        .get("max_attempts")
+                        .and_then(|m| m.as_integer())
+                        .unwrap_or(5) as u64;
+                }
+                targets.push(name.clone());
+            }
+        }
+        if !targets.contains(&entry) {
+            return Err(format!("no agent '{entry}' in the config (--entry)"));
+        }
+        if sinks.is_empty() {
+            return Err("the tree has no sink agent: chaos checks what reaches a sink".into());
+        }
+        if let Some(sups) = table.get("supervisor").and_then(|v| v.as_table()) {
+            targets.extend(sups.keys().filter(|k| *k != "root").cloned());
+        }
+        let config = dir.join("warden.toml");
+        std::fs::write(&config, toml::to_string(&table).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        crate::config::Config::load(&config).map_err(|e| format!("invalid config: {e}"))?;
+        let every = dur(&a.sigkill_every, "sigkill-every")?;
+        Ok(Plan {
+            seed,
+            socket: dir.join("data/warden.sock"),
+            dir,
+            config,
+            entry,
+            targets,
+            sinks,
+            max_attempts,
+            duration: dur(&a.duration, "duration")?,
+            rate: rate(&a.rate, "rate")?.max(0.1),
+            kill_rate: rate(&a.kill_rate, "kill-rate")?,
+            sigkill_every: (!every.is_zero()).then_some(every),
+            poison: a.poison,
+            json: a.json,
+        })
+    }
+
+    fn run(self) -> i32 {
+        eprintln!(
+            "warden chaos: seed {} (replay with --seed {})",
+            self.seed, self.seed
+        );
+        let started = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(self.seed);
+        let mut d = Daemon {
+            plan: &self,
+            child: None,
+            kills: 0,
+            max_recovery: Duration::ZERO,
+        };
+        if let Err(e) = d.start() {
+            eprintln!("warden chaos: {e}");
+            return 1;
+        }
+        let mut h = History {
+            max_attempts: self.max_attempts,
+            ..History::default()
+        };
+        let mut agent_kills = 0u64;
+        let end = Instant::now() + self.duration;
+        let mut next_send = Instant::now();
+        let mut next_kill = Instant::now() + exp(&mut rng, self.kill_rate);
+        let mut next_sigkill = self.sigkill_every.map(|e| Instant::now() + e);
+        let mut client: Option<Client> = None;
+        let mut task = 0u64;
+        while Instant::now() < end {
+            let now = Instant::now();
+            if now >= next_send {
+                let poison = rng.f64() < self.poison;
+                let payload = match (poison, rng.bool()) {
+                    (false, _) => json!({"chaos_task": task}),
+                    (true, true) => json!({"chaos_task": task, "fault": "panic"}),
+                    (true, false) => json!({"chaos_task": task, "fault": "abort"}),
+                };
+                h.sent.insert(task);
+                if poison {
+                    h.poison.insert(task);
+                }
+                if d.send(&mut client, &self.entry, payload, task) {
+                    h.accepted.insert(task);
+                }
+                task += 1;
+                next_send += Duration::from_secs_f64(1.0 / self.rate);
+            }
+            if self.kill_rate > 0.0 && now >= next_kill {
+                let who = &self.targets[rng.usize(..self.targets.len())];
+                if request(&mut client, &self.socket, "kill", json!({"agent": who})).is_ok() {
+                    agent_kills += 1;
+                }
+                next_kill = now + exp(&mut rng, self.kill_rate);
+            }
+            if let Some(at) = next_sigkill.filter(|at| now >= *at) {
+                d.sigkill();
+                client = None;
+                next_sigkill = Some(at + self.sigkill_every.expect("set"));
+            }
+            d.revive(&mut client);
+            let next = [
+                Some(next_send),
+                Some(next_kill).filter(|_| self.kill_rate > 0.0),
+                next_sigkill,
+                Some(end),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("end is set");
+            std::thread::sleep(
+                next.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        let drained = d.drain(&mut client, self.duration.max(Duration::from_secs(60)) * 2);
+        match request(&mut client, &self.socket, "dlq_list", json!({})) {
+            Ok(Value::Array(items)) => {
+                for i in items {
+                    if let Some(t) = i["payload"]["chaos_task"].as_u64() {
+                        h.dead.push(DeadTask {
+                            task: t,
+                            reason: i["reason"].as_str().unwrap_or("").into(),
+                            attempts: i["attempts"].as_u64().unwrap_or(0),
+                        });
+                    }
+                }
+            }
+            other => eprintln!("warden chaos: cannot list dead letters: {other:?}"),
+        }
+        for s in &self.sinks {
+            h.sink_lines.extend(read_sink(s));
+        }
+        let _ = request(&mut client, &self.socket, "shutdown", json!({}));
+        d.wait_exit(Duration::from_secs(60));
+        h.left_in_store =
+            match crate::store::Store::open(&self.dir.join("data/store"), Default::default()) {
+                Ok((store, _)) => store.count_prefix(crate::store::keys::MSG) as u64,
+                Err(e) => {
+                    eprintln!("warden chaos: cannot read the store after the run: {e}");
+                    u64::MAX
+                }
+            };
+        let mut v = checker::check(&h);
+        if !drained {
+            v.failures
+                .push("the tree did not drain within the limit".into());
+        }
+        let pass = v.failures.is_empty();
+        let report = json!({
+            "seed": self.seed,
+            "sent": v.sent,
+            "accepted": v.accepted,
+            "completed": v.completed,
+            "lost": v.lost,
+            "phantom": v.phantom,
+            "handoff_duplicates": v.handoff_duplicates,
+            "effect_duplicates": v.effect_duplicates,
+            "dead_letters": v.dead_letters,
+            "orphans": v.orphans,
+            "agent_kills": agent_kills,
+            "daemon_kills": d.kills,
+            "max_recovery_ms": d.max_recovery.as_millis() as u64,
+            "wall_ms": started.elapsed().as_millis() as u64,
+            "failures": v.failures,
+            "verdict": if pass { "pass" } else { "fail" },
+        });
+        if self.json {
+            println!("{report}");
+        } else {
+            for (k, val) in report.as_object().expect("object") {
+                println!("{k:>20}: {val}");
+            }
+        }
+        if pass {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "warden chaos: the run's files are kept in {}",
+                self.dir.display()
+            );
+        }
+        if pass {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// An exponential wait for a Poisson process of `per_s` events per second.
+fn exp(rng: &mut fastrand::Rng, per_s: f64) -> Duration {
+    if per_s <= 0.0 {
+        return Duration::from_secs(3600);
+    }
+    Duration::from_secs_f64((-(1.0 - rng.f64()).ln() / per_s).min(3600.0))
+}
+
+fn read_sink(path: &Path) -> Vec<SinkLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some(SinkLine {
+                task: v["payload"]["chaos_task"].as_u64()?,
+                message_id: v["message_id"].as_str()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// One request on a (re)connected client; the client is dropped on a broken connection.
+fn request(
+    client: &mut Option<Client>,
+    socket: &Path,
+    op: &str,
+    fields: Value,
+) -> Result<Value, String> {
+    if client.is_none() {
+        let c = Client::connect(socket).map_err(|e| e.to_string())?;
+        c.set_timeout(Some(Duration::from_secs(10)));
+        *client = Some(c);
+    }
+    let c = client.as_mut().expect("connected");
+    match c.request(op, fields) {
+        Ok(v) => Ok(v),
+        Err(crate::admin::client::ClientError::Refused(e)) => Err(e.message),
+        Err(e) => {
+            *client = None;
+            Err(e.to_string())
+        }
+    }
+}
+
+/// The daemon under test, restarted whenever it dies.
+struct Daemon<'a> {
+    plan: &'a Plan,
+    child: Option<Child>,
+    kills: u64,
+    max_recovery: Duration,
+}
+
+impl Daemon<'_> {
+    fn start(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.plan.dir.join("daemon.log"))
+            .map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let child = Command::new(exe)
+            .args(["run", "--config"])
+            .arg(&self.plan.config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon: {e}"))?;
+        self.child = Some(child);
+        let deadline = t + Duration::from_secs(30);
+        loop {
+            if Client::connect(&self.plan.socket)
+                .is_ok_and(|mut c| c.request("ping", json!({})).is_ok())
+            {
+                self.max_recovery = self.max_recovery.max(t.elapsed());
+                return Ok(());
+            }
+            if self.exited() {
+                return Ok(()); // died at once (an abort poison): revive() starts it again
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the daemon did not serve within 30 s; see {}",
+                    self.plan.dir.join("daemon.log").display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Restarts the daemon if it died.
+    fn revive(&mut self, client: &mut Option<Client>) {
+        if self.exited() {
+            *client = None;
+            let _ = self.start();
+        }
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.kills += 1;
+        }
+        let _ = self.start();
+    }
+
+    /// Sends task `n` until it is accepted or refused for good (a few tries across
+    /// daemon deaths; the idempotency key makes a retry safe).
+    fn send(&mut self, client: &mut Option<Client>, to: &str, payload: Value, n: u64) -> bool {
+        for _ in 0..50 {
+            let fields = json!({"to": to, "payload": payload.clone(), "key": format!("chaos-{n}")});
+            match request(client, &self.plan.socket, "send", fields) {
+                Ok(_) => return true,
+                Err(_) => {
+                    self.revive(client);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        false
+    }
+
+    /// Waits until every agent has nothing pending or in flight, twice in a row,
+    /// restarting the daemon when it dies. False when `limit` passed first.
+    fn drain(&mut self, client: &mut Option<Client>, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut quiet = 0;
+        while Instant::now() < deadline {
+            self.revive(client);
+            let idle = request(client, &self.plan.socket, "stats", json!({})).is_ok_and(|s| {
+                s["agents"]
+                    .as_object()
+                    .is_some_and(|a| a.values().all(|v| v["pending"] == 0 && v["in_flight"] == 0))
+            });
+            quiet = if idle { quiet + 1 } else { 0 };
+            if quiet >= 3 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.exited() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
