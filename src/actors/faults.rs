@@ -4,7 +4,8 @@
 //! `{"fault":"panic"}` panics the handler; `{"fault":"error"}` returns a retryable
 //! error; `{"fault":"exit"}` returns a fatal error (the agent exits abnormally);
 //! `{"fault":"stop"}` stops the agent normally after the message;
-//! `{"fault":"abort"}` aborts the whole daemon process;
+//! `{"fault":"abort"}` aborts the whole daemon process (after `"ms": N` of work,
+//! if given);
 //! `{"fault":"sleep","ms":N}` sleeps N ms before the normal handler runs.
 //! Adding `"times": K` applies the fault only while `attempt <= K`, so a message can
 //! fail a few times and then succeed.
@@ -25,8 +26,8 @@ pub(crate) enum Fault {
     Stop,
     /// Sleep, then handle.
     Sleep(Duration),
-    /// Abort the process.
-    Abort,
+    /// Abort the process, after this long.
+    Abort(Duration),
 }
 
 /// Reads the directive of `payload` for attempt `attempt`, if any.
@@ -43,7 +44,9 @@ pub(crate) fn directive(payload: &Value, attempt: u32) -> Option<Fault> {
         "error" => Fault::Fail(AgentError::retryable("fault directive: error")),
         "exit" => Fault::Fail(AgentError::fatal("fault directive: exit")),
         "stop" => Fault::Stop,
-        "abort" => Fault::Abort,
+        "abort" => Fault::Abort(Duration::from_millis(
+            obj.get("ms").and_then(Value::as_u64).unwrap_or(0),
+        )),
         "sleep" => Fault::Sleep(Duration::from_millis(
             obj.get("ms").and_then(Value::as_u64).unwrap_or(0),
         )),
@@ -64,7 +67,8 @@ pub(crate) async fn apply(fault: Fault, ctx: &mut Context) -> Result<(), AgentEr
             tokio::time::sleep(d).await;
             Ok(())
         }
-        Fault::Abort => {
+        Fault::Abort(after) => {
+            tokio::time::sleep(after).await;
             tracing::error!(message_id = %ctx.message().id, "fault directive: abort");
             std::process::abort()
         }

@@ -338,7 +338,8 @@ fn a_daemon_crash_is_charged_only_to_the_culprit() {
     const POISON: u64 = 50;
     for i in 0..N {
         let payload = if i == POISON {
-            json!({"fault": "abort", "i": i})
+            // 20 ms of work, then abort: `out` (40 ms a message) has one in flight
+            json!({"fault": "abort", "ms": 20, "i": i})
         } else {
             json!({"fault": "sleep", "ms": 40, "i": i})
         };
