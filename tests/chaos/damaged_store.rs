@@ -59,15 +59,6 @@ fn start_checked(sb: &Sandbox, what: &str) -> bool {
             log.contains("--accept-loss") && (log.contains("missing") || log.contains("damaged")),
             "{what}: a refusal names the loss and the way out:\n{log}"
         );
-        // --accept-loss starts on what is left
-        let out = sb.run(&[
-            "run",
-            "--config",
-            sb.config().to_str().unwrap(),
-            "--accept-loss",
-            "--help",
-        ]);
-        assert!(out.status.success());
         return true;
     }
     wait_until_blocking(
@@ -76,6 +67,13 @@ fn start_checked(sb: &Sandbox, what: &str) -> bool {
         || at_sink(sb).len() as u64 == N,
     );
     false
+}
+
+/// Starts the daemon and waits (bounded) for it to exit: (exit code, its log).
+fn refused_start(sb: &Sandbox) -> (Option<i32>, String) {
+    let mut d = sb.start();
+    let status = d.wait_exit(T);
+    (status.code(), d.log_text())
 }
 
 fn wait_until_ready_or_exit(sb: &Sandbox, d: &mut crate::common::Daemon) -> bool {
@@ -116,9 +114,8 @@ fn a_truncated_log_is_refused_then_accepted_with_accept_loss() {
         .unwrap()
         .set_len(len / 3)
         .unwrap();
-    let out = sb.run(&["run", "--config", sb.config().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = refused_start(&sb);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("committed data is missing") && err.contains("--accept-loss"),
         "{err}"
@@ -169,9 +166,8 @@ fn flipped_bytes_never_start_the_store_silently_smaller() {
 fn a_damaged_settings_file_is_named_as_such() {
     let sb = pending_store();
     flip(&sb.path("data/store/conf"), 2, 6);
-    let out = sb.run(&["run", "--config", sb.config().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = refused_start(&sb);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("settings file") && err.contains("damaged"),
         "{err}"
@@ -183,9 +179,8 @@ fn a_damaged_settings_file_is_named_as_such() {
 fn a_missing_high_water_file_is_refused() {
     let sb = pending_store();
     std::fs::remove_file(sb.path("data/store.hwm")).unwrap();
-    let out = sb.run(&["run", "--config", sb.config().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = refused_start(&sb);
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("high-water file") && err.contains("missing"),
         "{err}"
