@@ -1,7 +1,9 @@
 //! `warden chaos`: proves the durable promise on a user's own tree (DESIGN section
 //! 12). It starts a daemon on a copy of the config with its own data directory,
-//! sends numbered tasks to the entry agent while killing agents and supervisors,
-//! SIGKILLing the daemon and injecting poison tasks (panic, abort), then stops the
+//! sends numbered tasks to the entry agent while killing agents and supervisors
+//! (half of the kills timed to land while the entry agent commits the task just
+//! accepted), SIGKILLing the daemon, injecting poison tasks (panic, error, abort)
+//! and slow tasks whose first attempt overruns the timeout, then stops the
 //! faults, restarts the daemon whenever it died (as a service manager would), waits
 //! for the tree to drain and checks the whole history ([`checker`]), plus the
 //! store's own view after a clean stop (no message record left behind).
@@ -47,9 +49,18 @@ pub struct ChaosArgs {
     /// SIGKILL the daemon this often (`0s`: never).
     #[arg(long, default_value = "10s")]
     pub sigkill_every: String,
-    /// Share of tasks that are poison (half panic, half abort the daemon).
+    /// Share of tasks that are poison.
     #[arg(long, default_value_t = 0.02)]
     pub poison: f64,
+    /// Share of the poison that aborts the whole daemon; the rest is split between
+    /// panics and errors. Each aborting poison costs at least `max_attempts` daemon
+    /// restarts.
+    #[arg(long, default_value_t = 0.34)]
+    pub abort: f64,
+    /// Share of tasks whose first attempt overruns the entry agent's `timeout`
+    /// (then they succeed). Used when that timeout is at most 5 s.
+    #[arg(long, default_value_t = 0.01)]
+    pub slow: f64,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +99,10 @@ struct Plan {
     kill_rate: f64,
     sigkill_every: Option<Duration>,
     poison: f64,
+    abort: f64,
+    slow: f64,
+    /// How long a slow task sleeps: past the entry agent's timeout.
+    slow_ms: Option<u64>,
     json: bool,
 }
 
@@ -97,11 +112,10 @@ impl Plan {
         let dur = |s: &str, what: &str| {
             crate::config::parse_duration(s).map_err(|e| format!("--{what}: {e}"))
         };
-        if !(0.0..=1.0).contains(&a.poison) {
-            return Err(format!(
-                "--poison {}: expected a share from 0 to 1",
-                a.poison
-            ));
+        for (what, v) in [("poison", a.poison), ("abort", a.abort), ("slow", a.slow)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("--{what} {v}: expected a share from 0 to 1"));
+            }
         }
         let dir = std::env::temp_dir().join(format!("warden-chaos-{}-{seed}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -131,6 +145,7 @@ impl Plan {
         let mut targets = Vec::new();
         let mut sinks = Vec::new();
         let mut max_attempts = 5;
+        let mut entry_timeout = Duration::from_secs(30);
         if let Some(agents) = table.get_mut("agent").and_then(|v| v.as_table_mut()) {
             for (name, v) in agents.iter_mut() {
                 let Some(t) = v.as_table_mut() else { continue };
@@ -145,6 +160,9 @@ impl Plan {
                         .get("max_attempts")
                         .and_then(|m| m.as_integer())
                         .unwrap_or(5) as u64;
+                    if let Some(d) = t.get("timeout").and_then(|v| v.as_str()) {
+                        entry_timeout = crate::config::parse_duration(d).unwrap_or(entry_timeout);
+                    }
                 }
                 targets.push(name.clone());
             }
@@ -177,6 +195,10 @@ impl Plan {
             kill_rate: rate(&a.kill_rate, "kill-rate")?,
             sigkill_every: (!every.is_zero()).then_some(every),
             poison: a.poison,
+            abort: a.abort,
+            slow: a.slow,
+            slow_ms: (entry_timeout <= Duration::from_secs(5))
+                .then(|| entry_timeout.as_millis() as u64 + 100),
             json: a.json,
         })
     }
@@ -213,10 +235,18 @@ impl Plan {
             let now = Instant::now();
             if now >= next_send {
                 let poison = rng.f64() < self.poison;
-                let payload = match (poison, rng.bool()) {
-                    (false, _) => json!({"chaos_task": task}),
-                    (true, true) => json!({"chaos_task": task, "fault": "panic"}),
-                    (true, false) => json!({"chaos_task": task, "fault": "abort"}),
+                let slow = !poison && rng.f64() < self.slow;
+                let how = rng.f64();
+                let payload = match (poison, self.slow_ms.filter(|_| slow)) {
+                    (false, None) => json!({"chaos_task": task}),
+                    (false, Some(ms)) => {
+                        json!({"chaos_task": task, "fault": "sleep", "ms": ms, "times": 1})
+                    }
+                    (true, _) if how < self.abort => json!({"chaos_task": task, "fault": "abort"}),
+                    (true, _) if how < (1.0 + self.abort) / 2.0 => {
+                        json!({"chaos_task": task, "fault": "panic"})
+                    }
+                    (true, _) => json!({"chaos_task": task, "fault": "error"}),
                 };
                 h.sent.insert(task);
                 if poison {
@@ -224,6 +254,18 @@ impl Plan {
                 }
                 if d.send(&mut client, &self.entry, payload, task) {
                     h.accepted.insert(task);
+                    // Half the kills are timed to land while the entry agent handles
+                    // and commits the task just accepted.
+                    if self.kill_rate > 0.0 && now >= next_kill && rng.bool() {
+                        let _ = request(
+                            &mut client,
+                            &self.socket,
+                            "kill",
+                            json!({"agent": &self.entry}),
+                        );
+                        agent_kills += 1;
+                        next_kill = now + exp(&mut rng, self.kill_rate);
+                    }
                 }
                 task += 1;
                 next_send += Duration::from_secs_f64(1.0 / self.rate);

@@ -26,6 +26,7 @@ children = ["out"]
 [agent.entry]
 kind = "echo"
 to = ["stage"]
+timeout = "300ms"                 # slow tasks overrun it once
 max_attempts = 3
 backoff = { initial = "5ms", max = "50ms" }
 
