@@ -27,14 +27,7 @@ use crate::supervision::SupervisorSpec;
 /// Where the default config lives, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/warden.toml";
 
-/// How hard an accepted message is pushed to disk before `send` answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Survives a crash of the daemon (`kill -9`): the store's log is flushed.
-    Crash,
-    /// Also survives power loss: the log file is `fdatasync`ed too.
-    Power,
-}
+pub use crate::store::Durability;
 
 /// `[daemon]`.
 #[derive(Debug, Clone, PartialEq)]

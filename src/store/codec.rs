@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actors::{DeadLetter, DeadReason};
+use super::dead::{DeadLetter, DeadReason};
 use crate::envelope::{Envelope, MessageId, ReplyTo};
 
 /// The record format this build writes and reads.

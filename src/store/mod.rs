@@ -16,8 +16,10 @@
 
 pub mod codec;
 pub mod committer;
+pub mod dead;
 pub mod high_water;
 pub mod keys;
+pub mod mailbox;
 mod recovery;
 pub mod suspects;
 
@@ -36,7 +38,14 @@ use serde_json::Value;
 pub use committer::Commit;
 pub use recovery::{Recovered, RecoveredAgent};
 
-use crate::config::Durability;
+/// How hard an accepted message is pushed to disk before `send` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a crash of the daemon (`kill -9`): the store's log is flushed.
+    Crash,
+    /// Also survives power loss: the log file is `fdatasync`ed too.
+    Power,
+}
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

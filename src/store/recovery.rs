@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
+use super::dead::DeadLetter;
 use super::{codec, keys, IdemMap, StoreError, StoreStats};
-use crate::actors::DeadLetter;
 use crate::envelope::Envelope;
 
 /// What the store held for one agent.

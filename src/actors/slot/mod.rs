@@ -1,0 +1,336 @@
+//! The agent slot: an agent's stable identity, mailbox, state and counters.
+//!
+//! A slot outlives every incarnation of the agent's hosts: senders address the slot
+//! by name, so messages sent while the agent restarts wait in its queue for the new
+//! incarnation. The slot tracks the message each replica has in flight; when a
+//! replica dies, that message goes back to the head of the queue with its attempt
+//! counted (or to the dead letters once `max_attempts` is reached), so delivery is
+//! at least once and, per replica, in accept order.
+//!
+//! A durable slot mirrors every change in the [`Store`]: a message enters the
+//! in-memory queue only once its record is flushed (from the committer thread, in
+//! commit order), so a host never handles a message that is not accepted. The queue
+//! is kept sorted by sequence number, which is also the store's key order, so the
+//! order after a crash is the order before it.
+//!
+//! Wake-ups: a host with nothing to do parks itself in `idle` under the same lock
+//! that guards the queue, and an enqueue wakes one parked host, so no message can
+//! arrive unseen between a host's last look at the queue and its parking.
+//!
+//! Files: this one holds the slot, its queue and counters; `accept` takes
+//! messages in (capacity, idempotency, emits), `delivery` hands them to replicas
+//! and records how each attempt ended, `dead` keeps the dead letters. The record
+//! layout on disk belongs to [`crate::store::mailbox`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+// tokio's clock (the same as std's unless a test pauses time): retry delays then
+// follow paused time too.
+use tokio::time::Instant;
+
+use ractor::{ActorCell, ActorId, ActorRef};
+use serde_json::Value;
+
+use super::host::HostMsg;
+use super::AgentSpec;
+use crate::envelope::{now_ms, Envelope};
+use crate::policies::breaker::Breaker;
+use crate::policies::systemic::Systemic;
+use crate::store::{Batch, IdemMap, RecoveredAgent, Store};
+use crate::supervision::TreeEvent;
+
+mod accept;
+mod dead;
+mod delivery;
+
+pub use crate::store::dead::{DeadLetter, DeadReason};
+pub(crate) use accept::{Accepting, Parts};
+pub use accept::{SendError, Sent};
+
+/// Counters of one agent, monotonic since the daemon started.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Messages accepted into the mailbox.
+    pub accepted: AtomicU64,
+    /// Messages handled and acked.
+    pub handled: AtomicU64,
+    /// Attempts that failed (error, timeout, panic, kill).
+    pub failed_attempts: AtomicU64,
+    /// Messages dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Restarts of this agent's hosts.
+    pub restarts: AtomicU64,
+}
+
+struct Queued {
+    env: Arc<Envelope>,
+    not_before: Option<Instant>,
+}
+
+/// What a host should do next.
+pub(crate) enum Next {
+    /// Handle this message (now in flight for the replica).
+    Deliver(Arc<Envelope>),
+    /// The head message is waiting out a retry backoff: look again after this long.
+    WaitFor(Duration),
+    /// Nothing to do; the host is parked and will be woken by the next enqueue.
+    Idle,
+    /// This host no longer owns its replica (a newer incarnation does): stop.
+    Stale,
+}
+
+/// A replica's message in flight.
+struct InFlight {
+    env: Arc<Envelope>,
+    /// Its hand-off is being committed: only the commit's completion may resolve it
+    /// (ack and publish, or put it back), whatever happens to the host meanwhile.
+    committing: bool,
+    /// It passed the suspect gate alone ([`crate::store::suspects`]): the gate is
+    /// told when its attempt ends.
+    alone: bool,
+}
+
+struct Inner {
+    queue: VecDeque<Queued>,
+    in_flight: Vec<Option<InFlight>>,
+    /// The host incarnation that owns each replica. A killed supervisor's children
+    /// die asynchronously, so an old host can still be running when its successor
+    /// starts: only the owner may take, ack or fail messages.
+    owners: Vec<Option<ActorCell>>,
+    idle: Vec<(usize, ActorRef<HostMsg>)>,
+    state: Value,
+    dead: Vec<DeadLetter>,
+    /// Accepts submitted to the store and not yet flushed (they count for capacity).
+    reserved: usize,
+    next_seq: u64,
+    keys: IdemMap,
+}
+
+impl Inner {
+    /// Inserts in sequence order (almost always at the back).
+    fn insert_sorted(&mut self, env: Arc<Envelope>, not_before: Option<Instant>) {
+        let pos = self
+            .queue
+            .iter()
+            .rposition(|q| q.env.id.seq < env.id.seq)
+            .map_or(0, |p| p + 1);
+        self.queue.insert(pos, Queued { env, not_before });
+    }
+}
+
+/// One agent's stable identity.
+pub struct AgentSlot {
+    /// The agent's name.
+    pub name: Arc<str>,
+    /// Its spec.
+    pub spec: AgentSpec,
+    /// Its counters.
+    pub stats: AgentStats,
+    /// Its circuit breaker, if configured (outlives restarts).
+    pub breaker: Option<Breaker>,
+    /// Its systemic-failure pause (outlives restarts).
+    pub systemic: Systemic,
+    store: Option<Arc<Store>>,
+    retention: Duration,
+    /// Where `dead_lettered` events go (set once the slot joins a tree).
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<TreeEvent>>,
+    inner: Mutex<Inner>,
+}
+
+impl AgentSlot {
+    /// A memory-mailbox slot: empty, `null` state.
+    pub fn new(spec: AgentSpec) -> Self {
+        Self::build(
+            spec,
+            None,
+            RecoveredAgent::default(),
+            Duration::from_secs(86_400),
+        )
+    }
+
+    /// A durable slot holding what the store recovered for it. Messages whose
+    /// attempts were used up by daemon crashes become dead letters now.
+    pub fn durable(
+        spec: AgentSpec,
+        store: Arc<Store>,
+        recovered: RecoveredAgent,
+        retention: Duration,
+    ) -> Self {
+        Self::build(spec, Some(store), recovered, retention)
+    }
+
+    fn build(
+        spec: AgentSpec,
+        store: Option<Arc<Store>>,
+        r: RecoveredAgent,
+        retention: Duration,
+    ) -> Self {
+        let slot = AgentSlot {
+            name: Arc::from(spec.name.as_str()),
+            stats: AgentStats::default(),
+            breaker: spec.breaker.map(Breaker::new),
+            systemic: Systemic::new(spec.systemic),
+            store,
+            retention,
+            events: std::sync::OnceLock::new(),
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                in_flight: (0..spec.replicas).map(|_| None).collect(),
+                owners: vec![None; spec.replicas as usize],
+                idle: Vec::new(),
+                state: r.state,
+                dead: r.dead,
+                reserved: 0,
+                next_seq: r.next_seq.max(1),
+                keys: r.keys,
+            }),
+            spec,
+        };
+        let mut batch = Batch::default();
+        {
+            let mut inner = slot.lock();
+            for env in r.queue {
+                if env.attempt > slot.spec.max_attempts {
+                    let attempts = env.attempt - 1;
+                    let d = DeadLetter {
+                        envelope: env,
+                        reason: DeadReason::MaxAttempts,
+                        last_error: format!(
+                            "daemon crash: the daemon died during each of {attempts} attempts"
+                        ),
+                        attempts,
+                        dead_ms: now_ms(),
+                    };
+                    slot.write_dead(&d, &mut batch);
+                    tracing::warn!(agent = %slot.name, message_id = %d.envelope.id, attempts,
+                        "message dead-lettered: it was in flight at every crash");
+                    inner.dead.push(d);
+                    slot.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    inner.queue.push_back(Queued {
+                        env: Arc::new(env),
+                        not_before: None,
+                    });
+                }
+            }
+        }
+        slot.submit(batch);
+        slot
+    }
+
+    fn event(&self, event: &'static str, reason: Option<String>) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(TreeEvent {
+                event,
+                name: self.name.to_string(),
+                reason,
+                at_ms: now_ms(),
+            });
+        }
+    }
+
+    /// Ends a systemic-failure pause now and wakes the hosts. Returns whether the
+    /// agent was paused.
+    pub fn resume(&self) -> bool {
+        if !self.systemic.resume() {
+            return false;
+        }
+        tracing::info!(agent = %self.name, "resumed by request");
+        self.event("resumed", Some("by request".into()));
+        let owners: Vec<ActorCell> = self.lock().owners.iter().flatten().cloned().collect();
+        for cell in owners {
+            let _ = cell.send_message::<HostMsg>(HostMsg::Wake);
+        }
+        true
+    }
+
+    /// Sends this agent's `dead_lettered` events to `tx`.
+    pub(crate) fn set_events(&self, tx: tokio::sync::broadcast::Sender<TreeEvent>) {
+        let _ = self.events.set(tx);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // No user code runs under this lock, so a poisoned lock still guards
+        // consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when this agent's messages are kept in the store.
+    pub fn is_durable(&self) -> bool {
+        self.store.is_some()
+    }
+
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// Submits a batch without waiting (it is ordered before every later commit).
+    fn submit(&self, batch: Batch) {
+        if let Some(store) = &self.store {
+            if !batch.is_empty() {
+                let name = self.name.clone();
+                store.submit(batch, move |r| {
+                    if let Err(e) = r {
+                        tracing::error!(agent = %name, error = %e, "store write failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// The state as last committed.
+    pub fn state(&self) -> Value {
+        self.lock().state.clone()
+    }
+
+    /// Messages waiting (not in flight).
+    pub fn pending(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Messages being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight.iter().filter(|m| m.is_some()).count()
+    }
+
+    /// Up to `limit` waiting envelopes, head first.
+    pub fn peek(&self, limit: usize) -> Vec<Envelope> {
+        let inner = self.lock();
+        inner
+            .queue
+            .iter()
+            .take(limit)
+            .map(|q| (*q.env).clone())
+            .collect()
+    }
+}
+
+/// Takes a replica's in-flight message unless its hand-off is committing (then only
+/// the commit's completion may resolve it).
+fn take_settled(slot: &mut Option<InFlight>) -> Option<InFlight> {
+    if slot.as_ref().is_some_and(|f| f.committing) {
+        return None;
+    }
+    slot.take()
+}
+
+/// Unparks `replica`'s host, if it is parked (waiting for a commit to resolve).
+fn take_waker(inner: &mut Inner, replica: usize) -> Option<(usize, ActorRef<HostMsg>)> {
+    if let Some(pos) = inner.idle.iter().position(|(r, _)| *r == replica) {
+        return Some(inner.idle.swap_remove(pos));
+    }
+    None
+}
+
+fn owner_id(owner: &Option<ActorCell>) -> Option<ActorId> {
+    owner.as_ref().map(ActorCell::get_id)
+}
+
+fn wake(waker: Option<(usize, ActorRef<HostMsg>)>) {
+    if let Some((_, host)) = waker {
+        let _ = host.cast(HostMsg::Wake);
+    }
+}

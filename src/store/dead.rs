@@ -1,0 +1,49 @@
+//! Dead letters: messages given up on, kept with the reason, inspectable and
+//! replayable (`dlq list|replay|purge`). The record layout is in [`super::codec`];
+//! a dead letter is written in the same batch that removes its message, so a
+//! message is never both pending and dead, nor neither.
+
+use serde::Serialize;
+
+use crate::envelope::Envelope;
+
+/// Why a message was given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadReason {
+    /// Failed `max_attempts` times (`last_error` says how).
+    MaxAttempts,
+    /// The handler said retrying cannot help.
+    NonRetryable,
+    /// The correlation went past its hop budget.
+    HopBudgetExhausted,
+    /// The correlation's deadline passed.
+    DeadlineExceeded,
+}
+
+impl DeadReason {
+    /// The protocol spelling (`max_attempts`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::MaxAttempts => "max_attempts",
+            DeadReason::NonRetryable => "non_retryable",
+            DeadReason::HopBudgetExhausted => "hop_budget_exhausted",
+            DeadReason::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+}
+
+/// A message given up on, kept with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// The envelope as last delivered.
+    pub envelope: Envelope,
+    /// Why it was given up on.
+    pub reason: DeadReason,
+    /// The last failure: an error message, `timeout`, `panic: ...`, `killed`.
+    pub last_error: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was dead-lettered (ms since the epoch).
+    pub dead_ms: u64,
+}
