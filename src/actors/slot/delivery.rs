@@ -308,35 +308,31 @@ impl AgentSlot {
     /// Puts `replica`'s in-flight message back at the head, its attempt not counted
     /// (the store could not record the attempt: not the message's fault).
     pub(crate) fn put_back(&self, replica: usize, who: ActorId) {
-        let mut inner = self.lock();
-        if owner_id(&inner.owners[replica]) != Some(who) {
-            return;
-        }
-        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
-            self.systemic.trial_released();
-            self.end_attempt(&f, false);
-            inner.insert_sorted(f.env, None);
-        }
-        if let Some(b) = &self.breaker {
-            b.release();
-        }
+        self.give_back(replica, who, None);
     }
 
     /// Puts `replica`'s in-flight message back at the head, to be delivered after
     /// `delay`, without counting the attempt (the upstream rate-limited us).
     pub(crate) fn retry_later(&self, replica: usize, who: ActorId, delay: Duration) {
+        self.give_back(replica, who, Some(delay));
+    }
+
+    /// Back to the head, not counted; with a `delay`, the attempt ran (a refusal
+    /// from upstream) and its marker goes back to the attempts before it.
+    fn give_back(&self, replica: usize, who: ActorId, delay: Option<Duration>) {
         let mut inner = self.lock();
         if owner_id(&inner.owners[replica]) != Some(who) {
             return;
         }
         if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
             self.systemic.trial_released();
-            self.end_attempt(&f, true);
-            // not an attempt: the marker goes back to the attempts before it
-            let mut b = Batch::default();
-            self.write_marker(f.env.id.seq, f.env.attempt.saturating_sub(1), false, &mut b);
-            self.submit(b);
-            inner.insert_sorted(f.env, Some(Instant::now() + delay));
+            self.end_attempt(&f, delay.is_some());
+            if delay.is_some() {
+                let mut b = Batch::default();
+                self.write_marker(f.env.id.seq, f.env.attempt.saturating_sub(1), false, &mut b);
+                self.submit(b);
+            }
+            inner.insert_sorted(f.env, delay.map(|d| Instant::now() + d));
         }
         if let Some(b) = &self.breaker {
             b.release();
