@@ -1,11 +1,15 @@
 //! Kill agents at random while a producer sends steadily: supervisors restart them
-//! by strategy, and every accepted message still reaches the sink.
+//! by strategy, and every accepted message still reaches the sink, on memory and on
+//! durable mailboxes.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden::actors::{AgentSpec, Kinds, MailboxKind};
+use warden::runtime::Options;
+use warden::store::{keys, Store, StoreOptions};
+use warden::supervision::tree::Durable;
 use warden::supervision::{ChildSpec, Status, Strategy, SupervisorSpec};
 use warden::{RootExit, Runtime};
 
@@ -15,9 +19,9 @@ const MESSAGES: u64 = 2_000;
 const KILLS: usize = 40;
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn echo(name: &str, to: &str, replicas: u32) -> ChildSpec {
+fn echo(name: &str, to: &str, replicas: u32, mailbox: MailboxKind) -> ChildSpec {
     let mut a = AgentSpec::new(name, "echo")
-        .mailbox(MailboxKind::Memory)
+        .mailbox(mailbox)
         .option("to", json!([to]));
     a.replicas = replicas;
     a.max_attempts = 1_000; // kills are not the messages' fault: never dead-letter here
@@ -26,17 +30,17 @@ fn echo(name: &str, to: &str, replicas: u32) -> ChildSpec {
     ChildSpec::agent(a)
 }
 
-fn tree(out: &std::path::Path, pool: u32) -> SupervisorSpec {
+fn tree(out: &std::path::Path, pool: u32, mailbox: MailboxKind) -> SupervisorSpec {
     let mut sink = AgentSpec::new("out", "sink")
-        .mailbox(MailboxKind::Memory)
+        .mailbox(mailbox)
         .option("path", json!(out.to_str().unwrap()));
     sink.max_attempts = 1_000;
     sink.backoff.initial = Duration::from_millis(1);
     let pipeline = SupervisorSpec::new("pipeline")
         .strategy(Strategy::RestForOne)
         .intensity(10_000, Duration::from_secs(1))
-        .child(echo("planner", "workers", 1))
-        .child(echo("workers", "out", pool))
+        .child(echo("planner", "workers", 1, mailbox))
+        .child(echo("workers", "out", pool, mailbox))
         .child(ChildSpec::agent(sink));
     SupervisorSpec::new("root")
         .intensity(10_000, Duration::from_secs(1))
@@ -45,11 +49,36 @@ fn tree(out: &std::path::Path, pool: u32) -> SupervisorSpec {
 
 /// Sends MESSAGES while killing random agents KILLS times; returns the sink's lines
 /// (as `i` values, in file order) and how many times `out` was killed.
-async fn storm(test: &str, pool: u32) -> (Vec<u64>, usize) {
+///
+/// With `durable`, every mailbox is kept in a real store, and after the shutdown no
+/// message record may be left in it (an orphaned hand-off would be handled again).
+async fn storm(test: &str, pool: u32, durable: bool) -> (Vec<u64>, usize) {
     let mut rng = fastrand::Rng::with_seed(crate::seed(test));
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
-    let rt = Runtime::start(tree(&out, pool), Kinds::builtin())
+    let (mailbox, store) = if durable {
+        let (store, recovered) =
+            Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
+        let d = Durable {
+            store: store.clone(),
+            recovered: std::sync::Mutex::new(recovered),
+            retention: Duration::from_secs(3600),
+        };
+        (MailboxKind::Durable, Some((store, d)))
+    } else {
+        (MailboxKind::Memory, None)
+    };
+    let (store, options) = match store {
+        Some((s, d)) => (
+            Some(s),
+            Options {
+                durable: Some(d),
+                ..Options::default()
+            },
+        ),
+        None => (None, Options::default()),
+    };
+    let rt = Runtime::start_with(tree(&out, pool, mailbox), Kinds::builtin(), options)
         .await
         .unwrap();
     let started = Instant::now();
@@ -94,6 +123,14 @@ async fn storm(test: &str, pool: u32) -> (Vec<u64>, usize) {
         rt.shutdown(Duration::from_secs(10)).await,
         RootExit::Shutdown
     );
+    if let Some(store) = store {
+        let left = store.count_prefix(keys::MSG);
+        store.close();
+        assert_eq!(
+            left, 0,
+            "no message record left in the store after a drained stop"
+        );
+    }
     let lines = json_lines(&out)
         .iter()
         .map(|l| l["payload"]["i"].as_u64().unwrap())
@@ -111,15 +148,31 @@ fn duplicates(lines: &[u64]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_storm_loses_nothing_and_keeps_accept_order() {
-    let (lines, kills_of_out) = storm("kill_storm_chain", 1).await;
+    let (lines, kills_of_out) = storm("kill_storm_chain", 1, false).await;
+    check_chain(&lines, kills_of_out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_storm_on_durable_mailboxes_loses_nothing_and_keeps_accept_order() {
+    let (lines, kills_of_out) = storm("kill_storm_chain_durable", 1, true).await;
+    check_chain(&lines, kills_of_out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_storm_on_durable_mailboxes_with_a_replica_pool_loses_nothing() {
+    let (lines, kills_of_out) = storm("kill_storm_pool_durable", 3, true).await;
+    assert!(duplicates(&lines) <= kills_of_out);
+}
+
+fn check_chain(lines: &[u64], kills_of_out: usize) {
     assert!(
-        duplicates(&lines) <= kills_of_out,
+        duplicates(lines) <= kills_of_out,
         "duplicates only from sink kills mid-write: {} > {kills_of_out}",
-        duplicates(&lines)
+        duplicates(lines)
     );
     let mut firsts = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for i in &lines {
+    for i in lines {
         if seen.insert(*i) {
             firsts.push(*i);
         }
@@ -132,6 +185,6 @@ async fn kill_storm_loses_nothing_and_keeps_accept_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_storm_with_a_replica_pool_loses_nothing() {
-    let (lines, kills_of_out) = storm("kill_storm_pool", 3).await;
+    let (lines, kills_of_out) = storm("kill_storm_pool", 3, false).await;
     assert!(duplicates(&lines) <= kills_of_out);
 }
