@@ -203,6 +203,38 @@ async fn breaker_opens_half_opens_and_closes() {
     rt.shutdown(T).await;
 }
 
+/// An open breaker never dead-letters a message by a failed trial, and its trials
+/// alternate between the head and the message behind it: a poison message at the
+/// head is dead-lettered (with its `max_attempts`) once a trial of another message
+/// has closed the breaker, and the messages behind it flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_cannot_keep_a_breaker_open() {
+    let mut a = counter("guarded");
+    a.max_attempts = 2;
+    a.accept_faults = true;
+    a.systemic.after = 0; // the breaker alone
+    a.breaker = Some(BreakerSpec {
+        failures: 1,
+        cool_down: Duration::from_millis(50),
+    });
+    let (k, _) = kinds();
+    let rt = Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    let slot = rt.agent("guarded").unwrap();
+    rt.send("guarded", json!({"fault": "error"})).await.unwrap();
+    for _ in 0..3 {
+        rt.send("guarded", json!({"op": "inc"})).await.unwrap();
+    }
+    wait_until("the good messages flow and the poison is dead", T, || {
+        slot.state()["count"] == 3 && slot.dead_count() == 1 && slot.pending() == 0
+    })
+    .await;
+    let d = &slot.dead_letters()[0];
+    assert_eq!((d.attempts, d.reason.as_str()), (2, "max_attempts"));
+    rt.shutdown(T).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_default_deadline_bounds_a_correlation_that_starts_there() {
     let mut a = counter("c");

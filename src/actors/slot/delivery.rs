@@ -44,7 +44,7 @@ impl AgentSlot {
                 return Next::WaitFor(at - now);
             }
         }
-        let pick = match self.systemic.admit(now.into_std(), inner.queue.len()) {
+        let mut pick = match self.systemic.admit(now.into_std(), inner.queue.len()) {
             Admit::Head => None,
             Admit::Trial(i) => Some(i),
             Admit::Wait(d) => return Next::WaitFor(d),
@@ -69,12 +69,22 @@ impl AgentSlot {
                 }
                 return Next::WaitFor(wait);
             }
+            // Half-open trials alternate between the head and the message behind it:
+            // a poison message at the head cannot keep the breaker open for good.
+            let snap = b.snapshot();
+            if pick.is_none()
+                && snap.state == BreakerState::HalfOpen
+                && snap.trips % 2 == 0
+                && inner.queue.len() > 1
+            {
+                pick = Some(1);
+            }
         }
         let env = match pick {
             Some(i) => {
                 let env = inner.queue.remove(i).expect("index checked").env;
                 self.systemic.trial_started(env.id.seq);
-                tracing::info!(agent = %self.name, message_id = %env.id, "paused agent: trial delivery");
+                tracing::info!(agent = %self.name, message_id = %env.id, "trial delivery");
                 env
             }
             None => inner.queue.pop_front().expect("head exists").env,
