@@ -107,8 +107,19 @@ struct Plan {
 }
 
 impl Plan {
+    /// Validates the arguments and prepares the run's work directory (removed again
+    /// when something is wrong).
     fn new(a: &ChaosArgs) -> Result<Plan, String> {
         let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+        let dir = std::env::temp_dir().join(format!("warden-chaos-{}-{seed}", std::process::id()));
+        let plan = Self::prepare(a, seed, dir.clone());
+        if plan.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        plan
+    }
+
+    fn prepare(a: &ChaosArgs, seed: u64, dir: PathBuf) -> Result<Plan, String> {
         let dur = |s: &str, what: &str| {
             crate::config::parse_duration(s).map_err(|e| format!("--{what}: {e}"))
         };
@@ -117,7 +128,6 @@ impl Plan {
                 return Err(format!("--{what} {v}: expected a share from 0 to 1"));
             }
         }
-        let dir = std::env::temp_dir().join(format!("warden-chaos-{}-{seed}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let dir_s = dir.to_str().ok_or("the temp dir is not UTF-8")?.to_string();
         let (text, entry) = match &a.config {

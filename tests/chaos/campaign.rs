@@ -159,10 +159,20 @@ fn chaos_refuses_bad_arguments_with_exit_2() {
     assert!(err.contains("--poison"), "{err}");
     let (code, _, err) = chaos(&["--slow", "-1"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = chaos(&["--config", "/nonexistent.toml"]);
+    let (code, _, err) = chaos(&["--config", "/nonexistent.toml", "--seed", "424242"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("--entry") || err.contains("nonexistent"),
         "{err}"
     );
+}
+
+/// This process's view of the chaos work directories in the temp dir.
+fn chaos_dirs() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("warden-chaos-"))
+        .collect()
 }
