@@ -165,6 +165,10 @@ fn chaos_refuses_bad_arguments_with_exit_2() {
         err.contains("--entry") || err.contains("nonexistent"),
         "{err}"
     );
+    assert!(
+        !chaos_dirs().iter().any(|d| d.ends_with("-424242")),
+        "a refused run leaves no work directory behind"
+    );
 }
 
 /// This process's view of the chaos work directories in the temp dir.
