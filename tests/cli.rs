@@ -282,3 +282,36 @@ fn usage_errors_exit_2() {
     assert_eq!(sb.run(&["bench", "nosuch"]).status.code(), Some(2));
     assert_eq!(sb.run(&["--help"]).status.code(), Some(0));
 }
+
+/// A graceful shutdown that outlasts the daemon's one-minute housekeeping tick is
+/// not dropped by it: the daemon still exits 0 once the slow handler finishes.
+/// (The tick fires 60 s after start; the handler runs from about 1 s to 66 s.)
+#[test]
+fn a_long_graceful_shutdown_survives_the_housekeeping_tick() {
+    let sb = Sandbox::new(
+        r#"
+[daemon]
+data_dir = "{dir}/data"
+shutdown_timeout = "120s"
+
+[supervisor.root]
+children = ["slow"]
+
+[agent.slow]
+kind = "echo"
+accept_faults = true
+timeout = "120s"
+shutdown = "110s"
+"#,
+    );
+    let mut d = sb.start_ready();
+    let r = sb.ctl_json(&["send", "slow", r#"{"fault":"sleep","ms":66000}"#]);
+    assert!(r["message_id"].is_string(), "{r}");
+    common::wait_until_blocking("the slow handler runs", Duration::from_secs(10), || {
+        sb.ctl_json(&["stats"])["agents"]["slow"]["in_flight"] == 1
+    });
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(110));
+    assert_eq!(status.code(), Some(0), "{}", d.log_text());
+    assert!(d.log_text().contains("stopped"), "{}", d.log_text());
+}
