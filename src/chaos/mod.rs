@@ -419,7 +419,9 @@ fn request(
     let c = client.as_mut().expect("connected");
     match c.request(op, fields) {
         Ok(v) => Ok(v),
-        Err(crate::admin::client::ClientError::Refused(e)) => Err(e.message),
+        Err(crate::admin::client::ClientError::Refused(e)) => {
+            Err(format!("{}: {}", e.code, e.message))
+        }
         Err(e) => {
             *client = None;
             Err(e.to_string())
@@ -497,14 +499,22 @@ impl Daemon<'_> {
         let _ = self.start();
     }
 
-    /// Sends task `n` until it is accepted or refused for good (a few tries across
-    /// daemon deaths; the idempotency key makes a retry safe).
+    /// Sends task `n` until it is accepted: a full mailbox is back-pressure (wait
+    /// and retry, as a producer would, for up to a minute); a broken connection or a
+    /// dead daemon is retried a few times across restarts (the idempotency key makes
+    /// a retry safe). False when it was never accepted.
     fn send(&mut self, client: &mut Option<Client>, to: &str, payload: Value, n: u64) -> bool {
-        for _ in 0..50 {
+        let patience = Instant::now() + Duration::from_secs(60);
+        let mut failures = 0;
+        while failures < 50 && Instant::now() < patience {
             let fields = json!({"to": to, "payload": payload.clone(), "key": format!("chaos-{n}")});
             match request(client, &self.plan.socket, "send", fields) {
                 Ok(_) => return true,
+                Err(e) if e.starts_with("mailbox_full") => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 Err(_) => {
+                    failures += 1;
                     self.revive(client);
                     std::thread::sleep(Duration::from_millis(20));
                 }
