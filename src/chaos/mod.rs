@@ -37,9 +37,13 @@ pub struct ChaosArgs {
     /// Seed of the fault schedule (default: a fresh one, printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// How long faults are injected.
+    /// How long faults are injected (at most).
     #[arg(long, default_value = "60s")]
     pub duration: String,
+    /// Stop sending (and injecting faults) after this many tasks, even before
+    /// `--duration` is over.
+    #[arg(long)]
+    pub tasks: Option<u64>,
     /// Tasks sent per second, e.g. `200/s`.
     #[arg(long, default_value = "200/s")]
     pub rate: String,
@@ -95,6 +99,7 @@ struct Plan {
     sinks: Vec<PathBuf>,
     max_attempts: u64,
     duration: Duration,
+    tasks: u64,
     rate: f64,
     kill_rate: f64,
     sigkill_every: Option<Duration>,
@@ -201,6 +206,7 @@ impl Plan {
             sinks,
             max_attempts,
             duration: dur(&a.duration, "duration")?,
+            tasks: a.tasks.unwrap_or(u64::MAX),
             rate: rate(&a.rate, "rate")?.max(0.1),
             kill_rate: rate(&a.kill_rate, "kill-rate")?,
             sigkill_every: (!every.is_zero()).then_some(every),
@@ -241,7 +247,7 @@ impl Plan {
         let mut next_sigkill = self.sigkill_every.map(|e| Instant::now() + e);
         let mut client: Option<Client> = None;
         let mut task = 0u64;
-        while Instant::now() < end {
+        while Instant::now() < end && task < self.tasks {
             let now = Instant::now();
             if now >= next_send {
                 let poison = rng.f64() < self.poison;
