@@ -13,10 +13,11 @@
 //!   mailbox, the pause is visible (`paused` in `tree` and `stats`, a `paused` event,
 //!   an error in the log).
 //! - After the cool-down (default 5 s, doubling per failed trial up to 5 min) one
-//!   **trial** runs: alternately the head message and the one behind it, so that a
-//!   run of poison messages at the head cannot keep a healthy agent paused. A trial's
-//!   failure is never charged; its success resumes the agent. `warden ctl resume`
-//!   resumes at once.
+//!   **trial** runs: first the message behind the head (the head failed last), then
+//!   alternately the head and the one behind it, so that a run of poison messages at
+//!   the head cannot keep a healthy agent paused (a successful trial may so be
+//!   handled before the head). A trial's failure is never charged; its success
+//!   resumes the agent. `warden ctl resume` resumes at once.
 //! - While paused nothing is dead-lettered for failing, so a long outage loses
 //!   nothing; with the defaults at most `after - 1` messages are dead-lettered
 //!   before the pause (each after its `max_attempts`).
@@ -127,7 +128,10 @@ impl Systemic {
         if now < p.until {
             return Admit::Wait(p.until - now);
         }
-        let index = if p.trials % 2 == 1 && queued > 1 {
+        // The head is the message that failed last: the first trial takes the one
+        // behind it (a run of poison resolves at the first cool-down), then they
+        // alternate.
+        let index = if p.trials % 2 == 0 && queued > 1 {
             1
         } else {
             0
@@ -246,19 +250,19 @@ mod tests {
         assert!(matches!(s.on_failure(3, "e", t), Verdict::Refund(Some(_))));
         assert_eq!(s.admit(t, 5), Admit::Wait(Duration::from_secs(5)));
         let t1 = t + Duration::from_secs(5);
-        assert_eq!(s.admit(t1, 5), Admit::Trial(0));
-        s.trial_started(3);
+        assert_eq!(
+            s.admit(t1, 5),
+            Admit::Trial(1),
+            "first the one behind the head"
+        );
+        assert_eq!(s.admit(t1, 1), Admit::Trial(0), "unless the head is alone");
+        s.trial_started(4);
         assert!(matches!(s.admit(t1, 5), Admit::Wait(_)));
         // a failed trial is refunded and doubles the cool-down
-        assert_eq!(s.on_failure(3, "e", t1), Verdict::Refund(None));
+        assert_eq!(s.on_failure(4, "e", t1), Verdict::Refund(None));
         assert_eq!(s.admit(t1, 5), Admit::Wait(Duration::from_secs(10)));
         let t2 = t1 + Duration::from_secs(10);
-        assert_eq!(
-            s.admit(t2, 5),
-            Admit::Trial(1),
-            "the next trial skips the head"
-        );
-        assert_eq!(s.admit(t2, 1), Admit::Trial(0), "unless it is alone");
+        assert_eq!(s.admit(t2, 5), Admit::Trial(0), "then the head");
         assert_eq!(s.on_failure(4, "e", t2), Verdict::Refund(None));
         assert_eq!(
             s.admit(t2, 5),
