@@ -50,6 +50,17 @@ fn per_task(sb: &Sandbox) -> HashMap<u64, Vec<String>> {
     m
 }
 
+/// `out` takes 60 sends, one after another (more than its capacity of 50).
+fn takes_sends(sb: &Sandbox, when: &str) {
+    for i in 0..60u64 {
+        let r = sb
+            .conn()
+            .req(json!({"id": 1, "op": "send", "to": "out", "payload": {"late": i}}));
+        assert_eq!(r["ok"], true, "{when}: capacity is not leaked: {r}");
+        wait_until_blocking("out takes it", T, || drained(sb));
+    }
+}
+
 fn drained(sb: &Sandbox) -> bool {
     let s = sb.ctl_json(&["stats"]);
     ["intake", "out"]
@@ -98,6 +109,9 @@ fn kills_during_durable_commits_hand_off_each_message_exactly_once() {
     wait_until_blocking("the tree drains", T, || drained(&sb));
     let before = per_task(&sb);
     assert_eq!(before.len() as u64, N, "every task reached the sink");
+    // Before any restart, `out` (capacity 50) takes 60 sends one after another: no
+    // hand-off left a unit of its capacity reserved.
+    takes_sends(&sb, "before the restart");
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit(T).code(), Some(0));
     {
@@ -111,13 +125,7 @@ fn kills_during_durable_commits_hand_off_each_message_exactly_once() {
     // A restart must not hand anything off again, and `out` must take new sends.
     let d2 = sb.start_ready();
     wait_until_blocking("the tree drains after restart", T, || drained(&sb));
-    for i in 0..60u64 {
-        let r = sb
-            .conn()
-            .req(json!({"id": 1, "op": "send", "to": "out", "payload": {"late": i}}));
-        assert_eq!(r["ok"], true, "capacity is not leaked: {r}");
-        wait_until_blocking("out takes it", T, || drained(&sb));
-    }
+    takes_sends(&sb, "after the restart");
     let after = per_task(&sb);
     let dups: Vec<_> = after.iter().filter(|(_, ids)| ids.len() > 1).collect();
     eprintln!(
