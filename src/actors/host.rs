@@ -360,10 +360,11 @@ async fn commit(
     let registry = st.registry.clone();
     let finish = move |r: &Result<(), StoreError>| match r {
         Ok(()) => {
-            slot.commit_done(replica, new_state);
+            // Emits first: an observer never sees the hand-off in neither place.
             for (to, env) in outgoing {
                 to.finish_emit(env);
             }
+            slot.commit_done(replica, new_state);
             if let Some((id, r)) = call_reply {
                 registry.complete_call(id, r);
             }

@@ -42,8 +42,25 @@ fn an_agent_failing_every_message_pauses_instead_of_draining_its_mailbox() {
         );
         assert_eq!(r["ok"], true, "{r}");
     }
+    let mut w = sb.conn();
+    assert_eq!(
+        w.req(json!({"id": "w", "op": "watch"}))["result"]["watching"],
+        true
+    );
     assert!(sb.ctl(&["start", "worker"]).status.success());
-    wait_until_blocking("the worker pauses", T, || {
+    // `watch` streams the pause, with its reason
+    loop {
+        let e = w.read();
+        if e["event"]["event"] == "paused" {
+            assert_eq!(e["event"]["name"], "worker");
+            assert!(
+                e["event"]["reason"].as_str().unwrap().contains("in a row"),
+                "{e}"
+            );
+            break;
+        }
+    }
+    wait_until_blocking("the worker shows as paused", T, || {
         sb.ctl_json(&["tree"])["children"][0]["status"] == "paused"
     });
     let tree = sb.ctl_json(&["tree"]);
@@ -95,8 +112,12 @@ fn a_run_of_poison_messages_does_not_keep_a_healthy_agent_paused() {
         "the good messages flow and the poison is dead-lettered",
         T,
         || {
-            let s = &sb.ctl_json(&["stats"])["agents"]["worker"];
-            s["pending"] == 0 && s["in_flight"] == 0 && s["paused"].is_null()
+            let s = &sb.ctl_json(&["stats"])["agents"];
+            ["worker", "out"]
+                .iter()
+                .all(|a| s[a]["pending"] == 0 && s[a]["in_flight"] == 0)
+                && s["worker"]["paused"].is_null()
+                && s["worker"]["dead_letters"] == 3
         },
     );
     let good: Vec<u64> = json_lines(&sb.path("out.jsonl"))
