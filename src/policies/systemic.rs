@@ -22,6 +22,7 @@
 //!   nothing; with the defaults at most `after - 1` messages are dead-lettered
 //!   before the pause (each after its `max_attempts`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,9 @@ struct Inner {
 pub struct Systemic {
     spec: SystemicSpec,
     inner: Mutex<Inner>,
+    /// True while a streak or a pause exists: the message path (every delivery and
+    /// every ack) reads only this when all is well, never the lock.
+    engaged: AtomicBool,
 }
 
 impl Systemic {
@@ -109,6 +113,7 @@ impl Systemic {
         Systemic {
             spec,
             inner: Mutex::new(Inner::default()),
+            engaged: AtomicBool::new(false),
         }
     }
 
@@ -118,6 +123,9 @@ impl Systemic {
 
     /// May a delivery start at `now`, with `queued` messages waiting?
     pub fn admit(&self, now: Instant, queued: usize) -> Admit {
+        if !self.engaged.load(Ordering::Acquire) {
+            return Admit::Head;
+        }
         let mut g = self.lock();
         let Some(p) = &mut g.paused else {
             return Admit::Head;
@@ -159,6 +167,7 @@ impl Systemic {
             return Verdict::Charge;
         }
         let mut g = self.lock();
+        self.engaged.store(true, Ordering::Release);
         if let Some(p) = &mut g.paused {
             p.trial = None;
             p.trials += 1;
@@ -191,7 +200,11 @@ impl Systemic {
 
     /// An attempt succeeded. Returns true when that ended a pause.
     pub fn on_success(&self) -> bool {
+        if !self.engaged.load(Ordering::Acquire) {
+            return false;
+        }
         let mut g = self.lock();
+        self.engaged.store(false, Ordering::Release);
         g.streak = 0;
         g.last = None;
         g.paused.take().is_some()
