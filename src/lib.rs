@@ -18,7 +18,7 @@
 //! - [`admin`]: the admin socket (newline-delimited JSON) and `warden ctl`.
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
 //! - [`telemetry`]: tracing subscriber set-up.
-//! - [`bench`]: `warden bench` scenarios.
+//! - [`bench`](mod@bench): `warden bench` scenarios.
 //! - [`chaos`]: `warden chaos`: faults on a real daemon, and the history checker.
 //! - [`cli`]: the command line.
 //!

@@ -1,8 +1,9 @@
 //! The daemon's config: TOML in, validated runtime specs out.
 //!
 //! Three steps, as in OTP's `check_childspecs`: the file is parsed into tables (the
-//! raw mirror, [`section`]), every table is checked for unknown keys and wrong types,
-//! and the tree is built and validated as a whole ([`build`]): every name defined
+//! raw mirror, `section.rs`), every table is checked for unknown keys and wrong
+//! types (`daemon.rs` for the process-wide sections), and the tree is built and
+//! validated as a whole (`build.rs`): every name defined
 //! once, every child defined, reachable from `root`, no cycles, no bad combinations.
 //! Nothing is opened or started until the whole file is valid; every error names the
 //! file, the dotted key and the reason ([`ConfigError`]).
@@ -10,6 +11,7 @@
 //! Relative paths (`data_dir`, a sink's `path`) are relative to the working directory.
 
 mod build;
+mod daemon;
 mod error;
 mod section;
 

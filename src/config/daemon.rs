@@ -1,0 +1,119 @@
+//! The process-wide sections of the config: `[daemon]`, `[telemetry]` and each
+//! `[limits.NAME]`, from checked tables to settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::section::Section;
+use super::{ConfigError, DaemonConfig, Durability, LimitSpec, TelemetryConfig};
+
+const DAEMON: &[&str] = &[
+    "data_dir",
+    "durability",
+    "shutdown_timeout",
+    "socket",
+    "idempotency_retention",
+    "commit_max_batch",
+    "commit_max_delay",
+    "admin_max_clients",
+    "admin_idle_timeout",
+];
+const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
+const LIMIT: &[&str] = &[
+    "requests_per_second",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "burst",
+];
+pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
+    s.check_keys(DAEMON)?;
+    let data_dir = PathBuf::from(s.str("data_dir")?.unwrap_or("var/warden"));
+    let durability = match s.choice("durability", &["crash", "power"])? {
+        Some("power") => Durability::Power,
+        _ => Durability::Crash,
+    };
+    let shutdown_timeout = s
+        .duration("shutdown_timeout")?
+        .unwrap_or(Duration::from_secs(10));
+    let socket = s
+        .str("socket")?
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("warden.sock"));
+    Ok(DaemonConfig {
+        data_dir,
+        durability,
+        shutdown_timeout,
+        socket,
+        idempotency_retention: s
+            .duration("idempotency_retention")?
+            .unwrap_or(Duration::from_secs(24 * 3600)),
+        commit_max_batch: s
+            .int("commit_max_batch", 1, 1_000_000)?
+            .map_or(4096, |v| v as usize),
+        commit_max_delay: s.duration("commit_max_delay")?.unwrap_or(Duration::ZERO),
+        admin_max_clients: s
+            .int("admin_max_clients", 1, 65_536)?
+            .map_or(256, |v| v as usize),
+        admin_idle_timeout: s
+            .duration("admin_idle_timeout")?
+            .unwrap_or(Duration::from_secs(300)),
+    })
+}
+
+pub(super) fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
+    s.check_keys(TELEMETRY)?;
+    let log = s.str("log")?.unwrap_or("info").to_string();
+    tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| {
+        s.err(
+            "log",
+            format!("not a valid tracing filter ({e}); try \"info\" or \"warden=debug\""),
+        )
+    })?;
+    let otlp_endpoint = s.str("otlp_endpoint")?.map(str::to_string);
+    if let Some(ep) = &otlp_endpoint {
+        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+            return Err(s.err("otlp_endpoint", format!("\"{ep}\" must be an http:// or https:// URL, such as \"http://127.0.0.1:4318\"")));
+        }
+    }
+    let metrics_listen = match s.str("metrics_listen")? {
+        None => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            s.err(
+                "metrics_listen",
+                format!("\"{a}\" is not an address with a port, such as \"127.0.0.1:9464\""),
+            )
+        })?),
+    };
+    Ok(TelemetryConfig {
+        log,
+        otlp_endpoint,
+        metrics_listen,
+    })
+}
+
+pub(super) fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
+    s.check_keys(LIMIT)?;
+    let l = LimitSpec {
+        requests_per_second: s.number("requests_per_second", f64::MIN_POSITIVE)?,
+        requests_per_minute: s.number("requests_per_minute", f64::MIN_POSITIVE)?,
+        tokens_per_minute: s.number("tokens_per_minute", f64::MIN_POSITIVE)?,
+        burst: s.int("burst", 1, u32::MAX as i64)?.map(|b| b as u32),
+    };
+    if l.requests_per_second.is_some() && l.requests_per_minute.is_some() {
+        return Err(s.err(
+            "requests_per_minute",
+            "set either requests_per_second or requests_per_minute, not both",
+        ));
+    }
+    if l.requests_per_second.is_none()
+        && l.requests_per_minute.is_none()
+        && l.tokens_per_minute.is_none()
+    {
+        return Err(s.err(
+            "",
+            "a limiter needs requests_per_second, requests_per_minute or tokens_per_minute",
+        ));
+    }
+    Ok(l)
+}
