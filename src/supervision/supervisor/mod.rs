@@ -4,7 +4,7 @@
 //! Guarantees:
 //! - Children start in declared order; a child that fails to start stops the ones
 //!   already started (reverse order) and fails the supervisor's own start.
-//! - On a child's exit, [`should_restart`] decides; the strategy picks the affected
+//! - On a child's exit (`exit.rs`), [`should_restart`](super::restart::should_restart) decides; the strategy picks the affected
 //!   siblings, which are stopped in reverse order (each with its `shutdown`) and then
 //!   started again in declared order.
 //! - Restarts are counted in an [`IntensityWindow`], except crashes that the agent
@@ -16,80 +16,27 @@
 //!   self, never in a loop, so the supervisor stays responsive meanwhile.
 //! - A pool (`replicas > 1`) under `one_for_one` restarts only the replica that
 //!   failed; under other strategies the failed child is restarted whole.
+//!
+//! Files: this one starts and stops children; `exit.rs` decides on a child's exit;
+//! `control.rs` serves operator requests (stop, start, restart, kill, add, which).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use serde::Serialize;
 use tracing::Instrument;
 
 use super::intensity::IntensityWindow;
-use super::restart::{should_restart, Exit, EXIT_SHUTDOWN};
-use super::spec::{ChildKind, ChildSpec, Restart, Shutdown, Strategy, SupervisorSpec};
+use super::restart::{Exit, EXIT_SHUTDOWN};
+use super::spec::{ChildKind, ChildSpec, Shutdown, Strategy, SupervisorSpec};
 use super::tree::{Node, Status, TreeContext};
 use crate::actors::host::{AgentHost, HostArgs};
 use crate::actors::AgentSlot;
 
-/// Why a control request was refused (OTP's `terminate_child`/`restart_child` errors).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    /// No child by that name.
-    #[error("{0}")]
-    NotFound(String),
-    /// The child is running already.
-    #[error("'{0}' is running already; use restart to restart it")]
-    Running(String),
-    /// The child is waiting for a restart.
-    #[error("'{0}' is restarting; wait for it or stop it first")]
-    Restarting(String),
-    /// The child is not running.
-    #[error("'{0}' is not running; start it first")]
-    NotRunning(String),
-    /// The child could not be started.
-    #[error("'{name}' failed to start: {reason}")]
-    StartFailed {
-        /// The child.
-        name: String,
-        /// Why.
-        reason: String,
-    },
-    /// A child spec was refused.
-    #[error("{0}")]
-    Invalid(String),
-    /// The supervisor is not running (stopped, restarting or shutting down).
-    #[error("supervisor '{0}' is not running; try again when it is")]
-    Unavailable(String),
-}
+mod control;
+mod exit;
 
-/// An operator's request about one child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ControlOp {
-    /// Stop gracefully; it stays stopped (OTP `terminate_child`).
-    Stop,
-    /// Start a stopped child (OTP `restart_child`).
-    Start,
-    /// Stop and start again.
-    Restart,
-    /// Kill abruptly: handled as a crash, by the strategy.
-    Kill,
-}
-
-/// One row of `which_children`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChildInfo {
-    /// Child name.
-    pub name: String,
-    /// `agent` or `supervisor`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// Restart type.
-    pub restart: &'static str,
-    /// Status.
-    pub status: Status,
-    /// Actor ids of the running incarnation (one per replica).
-    pub actor_ids: Vec<String>,
-}
+pub use control::{ChildInfo, ControlError, ControlOp};
 
 /// Messages to a supervisor.
 pub enum SupMsg {
@@ -432,191 +379,6 @@ impl SupState {
             self.tree.event("restarted", &c.name, None);
         }
         Ok(())
-    }
-
-    /// Stops every child and fails this supervisor: escalation to the parent.
-    async fn give_up(&mut self, why: String) -> Result<(), ActorProcessingErr> {
-        tracing::error!(supervisor = %self.name, reason = %why, "restart intensity exceeded; giving up");
-        self.tree.event("escalated", &self.name, Some(why.clone()));
-        self.stop_all().await;
-        Err(format!("supervisor '{}' gave up: {why}", self.name).into())
-    }
-
-    async fn on_exit(
-        &mut self,
-        id: ractor::ActorId,
-        exit: Exit,
-        myself: &ActorRef<SupMsg>,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some((i, r)) = self.find_cell(id) else {
-            return Ok(()); // an incarnation this supervisor already stopped or replaced
-        };
-        let reason = exit.reason();
-        let child = &mut self.children[i];
-        child.cells[r] = None;
-        let own_failure = matches!(exit, Exit::Crash { failed: true, .. });
-        let had_message = child
-            .slot
-            .as_ref()
-            .is_some_and(|s| s.replica_exited(r, id, &reason, own_failure));
-        let attributed = had_message && own_failure;
-        let name = child.name.clone();
-        if exit.is_abnormal() {
-            tracing::warn!(supervisor = %self.name, child = %name, reason = %reason, "child failed");
-            self.tree.event("failed", &name, Some(reason));
-        } else {
-            self.tree.event("stopped", &name, Some(reason));
-        }
-        if !should_restart(child.spec.restart, &exit) {
-            if !child.running() {
-                child.generation += 1;
-                child.node.set_actor_ids(Vec::new());
-                child.node.set_status(if exit.is_abnormal() {
-                    Status::Failed
-                } else {
-                    Status::Stopped
-                });
-            }
-            return Ok(());
-        }
-        if !attributed && !self.window.add_restart(Instant::now()) {
-            return self
-                .give_up(format!("child '{name}' exited ({})", exit.reason()))
-                .await;
-        }
-        let pool_replica = self.strategy == Strategy::OneForOne && child.cells.len() > 1;
-        let order: Vec<usize> = if pool_replica {
-            vec![i]
-        } else {
-            let range = self.strategy.affected(i, self.children.len());
-            for j in range.clone().rev() {
-                if j == i {
-                    self.stop_child(j, Status::Restarting).await;
-                } else if self.children[j].running() {
-                    // OTP: temporary siblings stopped by the strategy are not restarted.
-                    let temporary = self.children[j].spec.restart == Restart::Temporary;
-                    let status = if temporary {
-                        Status::Stopped
-                    } else {
-                        Status::Restarting
-                    };
-                    self.stop_child(j, status).await;
-                }
-            }
-            range
-                .filter(|&j| self.children[j].node.status() == Status::Restarting)
-                .collect()
-        };
-        for &j in &order {
-            self.children[j].node.set_status(Status::Restarting);
-        }
-        match self.children[i].next_backoff() {
-            Some(d) => {
-                let items = order
-                    .iter()
-                    .map(|&j| (j, self.children[j].generation))
-                    .collect();
-                myself.send_after(d, move || SupMsg::Retry(items));
-                Ok(())
-            }
-            None => self.start_in_order(order, myself).await,
-        }
-    }
-
-    async fn control(
-        &mut self,
-        op: ControlOp,
-        name: &str,
-        myself: &ActorRef<SupMsg>,
-    ) -> Result<(), ControlError> {
-        let i = self.index_of(name).ok_or_else(|| {
-            ControlError::NotFound(format!("no child '{name}' in '{}'", self.name))
-        })?;
-        let status = self.children[i].node.status();
-        match op {
-            ControlOp::Stop => {
-                self.stop_child(i, Status::Stopped).await;
-                Ok(())
-            }
-            ControlOp::Start => match status {
-                _ if self.children[i].running() => Err(ControlError::Running(name.into())),
-                Status::Restarting => Err(ControlError::Restarting(name.into())),
-                _ => self.start_child(i, myself).await.map_err(|reason| {
-                    self.children[i].node.set_status(Status::Failed);
-                    ControlError::StartFailed {
-                        name: name.into(),
-                        reason,
-                    }
-                }),
-            },
-            ControlOp::Restart => {
-                if status == Status::Restarting {
-                    return Err(ControlError::Restarting(name.into()));
-                }
-                self.stop_child(i, Status::Restarting).await;
-                self.start_child(i, myself).await.map_err(|reason| {
-                    self.children[i].node.set_status(Status::Failed);
-                    ControlError::StartFailed {
-                        name: name.into(),
-                        reason,
-                    }
-                })?;
-                self.children[i].node.count_restart();
-                self.tree.event("restarted", name, Some("operator".into()));
-                Ok(())
-            }
-            ControlOp::Kill => {
-                let child = &self.children[i];
-                if !child.running() {
-                    return Err(ControlError::NotRunning(name.into()));
-                }
-                for cell in child.cells.iter().flatten() {
-                    cell.kill();
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn add_child(
-        &mut self,
-        spec: ChildSpec,
-        myself: &ActorRef<SupMsg>,
-    ) -> Result<(), ControlError> {
-        self.tree
-            .add_child_nodes(&spec.kind, &self.name)
-            .map_err(ControlError::Invalid)?;
-        let child =
-            new_child(&self.tree, spec).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let name = child.name.clone();
-        self.children.push(child);
-        self.tree.push_child(&self.name, &name);
-        let i = self.children.len() - 1;
-        self.start_child(i, myself).await.map_err(|reason| {
-            self.children[i].node.set_status(Status::Failed);
-            ControlError::StartFailed { name, reason }
-        })
-    }
-
-    fn which(&self) -> Vec<ChildInfo> {
-        self.children
-            .iter()
-            .map(|c| ChildInfo {
-                name: c.name.clone(),
-                kind: match c.spec.kind {
-                    ChildKind::Agent(_) => "agent",
-                    ChildKind::Supervisor(_) => "supervisor",
-                },
-                restart: c.spec.restart.as_str(),
-                status: c.node.status(),
-                actor_ids: c
-                    .cells
-                    .iter()
-                    .flatten()
-                    .map(|c| c.get_id().to_string())
-                    .collect(),
-            })
-            .collect()
     }
 }
 
