@@ -49,12 +49,22 @@ async fn start(dir: &Path, capacity: usize, retention: Duration) -> Runtime {
 
 /// sled opened as the store opens it (no background flusher, which would hold the
 /// file lock past `drop`).
+/// sled releases its file lock a moment after the last handle is dropped, so an
+/// in-process reopen waits for it (up to 5 s), as `Store::open` does.
 fn raw_db(dir: &Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
-        .unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(dir).flush_every_ms(None).open() {
+            Ok(db) => return db,
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open sled at {}: {e}", dir.display()),
+        }
+    }
 }
 
 async fn stop(rt: Runtime) {
