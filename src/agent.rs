@@ -129,7 +129,9 @@ pub struct Context {
     pub(crate) state_changed: bool,
     pub(crate) emits: Vec<Outgoing>,
     pub(crate) reply: Option<Value>,
-    pub(crate) stop: bool,
+    /// Set by [`Context::stop`] or [`Context::exit`]: the exit reason to end with
+    /// once this message is committed.
+    pub(crate) exit: Option<String>,
     pub(crate) registry: Arc<Registry>,
     /// The agent's limiters (for token-weighted limits).
     pub(crate) limiters: Arc<[Arc<Limiter>]>,
@@ -150,7 +152,7 @@ impl Context {
             state_changed: false,
             emits: Vec::new(),
             reply: None,
-            stop: false,
+            exit: None,
             registry,
             limiters,
             tokens_taken: 0,
@@ -241,6 +243,16 @@ impl Context {
     /// Asks the runtime to stop this agent normally once this message is committed.
     /// A `transient` or `temporary` agent stays stopped; a `permanent` one is restarted.
     pub fn stop(&mut self) {
-        self.stop = true;
+        self.exit = Some(crate::supervision::EXIT_NORMAL.into());
+    }
+
+    /// Asks the runtime to end this agent with `reason` once this message is
+    /// committed, as an Erlang process calls `exit(Reason)`: `"normal"` is a normal
+    /// exit, `"shutdown"` or `"shutdown: ..."` a shutdown (neither restarts a
+    /// `transient` agent), anything else an abnormal exit, which restarts a
+    /// `permanent` or `transient` agent and counts against restart intensity. The
+    /// message itself is handled: it is not retried.
+    pub fn exit(&mut self, reason: impl Into<String>) {
+        self.exit = Some(reason.into());
     }
 }

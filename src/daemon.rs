@@ -80,6 +80,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
         }
     };
     let pending: usize = recovered.agents.values().map(|a| a.queue.len()).sum();
+    let dynamic = crate::config::dynamic::restore_children(&config, &kinds, &recovered.children);
     tracing::info!(store = %store_dir.display(), pending, quarantined = recovered.quarantined, "store opened");
     let durable = Durable {
         store: store.clone(),
@@ -106,6 +107,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let options = Options {
         durable: Some(durable),
         limits: Limits::new(&config.limits),
+        dynamic,
     };
     let runtime = match Runtime::start_with(config.tree.clone(), kinds, options).await {
         Ok(r) => Arc::new(r),
@@ -119,6 +121,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let ctx = Arc::new(AdminCtx {
         runtime: runtime.clone(),
         shutdown: stop_tx.clone(),
+        limits: config.limits.clone(),
     });
     let limits = ServerLimits {
         max_clients: config.daemon.admin_max_clients,

@@ -31,6 +31,9 @@ pub struct Options {
     pub durable: Option<Durable>,
     /// Named rate limiters.
     pub limits: Limits,
+    /// Dynamic children made by an earlier run (supervisor, child), restored after
+    /// their supervisors' declared children; see [`crate::store::children`].
+    pub dynamic: Vec<(String, ChildSpec)>,
 }
 
 /// How the tree ended.
@@ -122,7 +125,7 @@ impl Actor for Guardian {
         };
         let ended = match exit {
             Exit::Normal | Exit::Shutdown => RootExit::Shutdown,
-            Exit::Crash { .. } => RootExit::GaveUp(exit.reason()),
+            Exit::Crash { .. } | Exit::GaveUp(_) => RootExit::GaveUp(exit.reason()),
         };
         let status = match ended {
             RootExit::Shutdown => Status::Stopped,
@@ -164,8 +167,14 @@ impl Runtime {
         kinds: Kinds,
         options: Options,
     ) -> Result<Runtime, StartError> {
-        let tree = TreeContext::new(&spec, kinds, options.durable, options.limits)
-            .map_err(StartError::Invalid)?;
+        let tree = TreeContext::new(
+            &spec,
+            kinds,
+            options.durable,
+            options.limits,
+            options.dynamic,
+        )
+        .map_err(StartError::Invalid)?;
         if let Some(d) = &tree.durable {
             let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
             for (agent, r) in &left.agents {
@@ -264,20 +273,24 @@ impl Runtime {
     }
 
     async fn control(&self, op: ControlOp, name: &str) -> Result<(), ControlError> {
+        let parent = self.parent(name)?;
+        let sup = self.supervisor_ref(&parent)?;
+        ractor::call!(sup, |reply| SupMsg::Control(op, name.to_string(), reply))
+            .map_err(|_| ControlError::Unavailable(parent))?
+    }
+
+    fn parent(&self, name: &str) -> Result<String, ControlError> {
         if name == self.root_name {
             return Err(ControlError::Invalid(format!(
                 "'{name}' is the root supervisor; use shutdown to stop the tree"
             )));
         }
-        let parent = self.tree.parent_of(name).ok_or_else(|| {
+        self.tree.parent_of(name).ok_or_else(|| {
             let near = crate::util::nearest(name, self.tree.names().iter().map(String::as_str))
                 .map(|n| format!("; did you mean '{n}'?"))
                 .unwrap_or_default();
             ControlError::NotFound(format!("no child '{name}' in the tree{near}"))
-        })?;
-        let sup = self.supervisor_ref(&parent)?;
-        ractor::call!(sup, |reply| SupMsg::Control(op, name.to_string(), reply))
-            .map_err(|_| ControlError::Unavailable(parent))?
+        })
     }
 
     fn supervisor_ref(&self, name: &str) -> Result<ActorRef<SupMsg>, ControlError> {
@@ -306,11 +319,50 @@ impl Runtime {
         self.control(ControlOp::Kill, name).await
     }
 
-    /// Adds a child to `supervisor` and starts it.
+    /// Adds a child to `supervisor` and starts it (OTP `start_child`). It lasts
+    /// until deleted, across restarts of its supervisor, for this run of the tree;
+    /// [`Runtime::add_child_kept`] also keeps it across daemon restarts.
     pub async fn add_child(&self, supervisor: &str, spec: ChildSpec) -> Result<(), ControlError> {
+        self.add_child_kept(supervisor, spec, None).await
+    }
+
+    /// [`Runtime::add_child`], and with a store, writes `record` (the agent keys the
+    /// child was made from, as the config would list them) so the child exists again
+    /// after the daemon restarts; answers once the record is durable.
+    pub async fn add_child_kept(
+        &self,
+        supervisor: &str,
+        spec: ChildSpec,
+        record: Option<Value>,
+    ) -> Result<(), ControlError> {
         let sup = self.supervisor_ref(supervisor)?;
-        ractor::call!(sup, |reply| SupMsg::AddChild(Box::new(spec), reply))
+        ractor::call!(sup, |reply| SupMsg::AddChild(Box::new(spec), record, reply))
             .map_err(|_| ControlError::Unavailable(supervisor.to_string()))?
+    }
+
+    /// Makes child `name` of a `simple_one_for_one` supervisor from its template,
+    /// starting from `state`, and starts it. With a store it is answered once the
+    /// child is durable: it exists again after any restart until deleted.
+    pub async fn spawn(
+        &self,
+        supervisor: &str,
+        name: &str,
+        state: Option<Value>,
+    ) -> Result<(), ControlError> {
+        let sup = self.supervisor_ref(supervisor)?;
+        let name = name.to_string();
+        ractor::call!(sup, |reply| SupMsg::Spawn(name, state, reply))
+            .map_err(|_| ControlError::Unavailable(supervisor.to_string()))?
+    }
+
+    /// Stops and removes a child made at run time; refused while it has messages
+    /// waiting, in flight or dead-lettered.
+    pub async fn delete_child(&self, name: &str) -> Result<(), ControlError> {
+        let parent = self.parent(name)?;
+        let sup = self.supervisor_ref(&parent)?;
+        let name = name.to_string();
+        ractor::call!(sup, |reply| SupMsg::Delete(name, reply))
+            .map_err(|_| ControlError::Unavailable(parent))?
     }
 
     /// The children of `supervisor`, in start order.

@@ -97,7 +97,11 @@ async fn accepted_messages_and_state_survive_a_restart() {
         [0, 1, 2, 3, 4],
         "pending messages recovered in accept order"
     );
-    assert_eq!(c.state, json!({"count": 1}), "committed state recovered");
+    assert_eq!(
+        c.state,
+        Some(json!({"count": 1})),
+        "committed state recovered"
+    );
     assert_eq!(c.next_seq, 7, "ids are never reused");
     drop((store, recovered));
 

@@ -85,6 +85,7 @@ impl Model {
                     Strategy::OneForOne => &kids[i..=i],
                     Strategy::OneForAll => &kids[..],
                     Strategy::RestForOne => &kids[i..],
+                    other => unreachable!("the model never builds {other:?}"),
                 };
                 for k in affected {
                     self.bump(k);

@@ -3,7 +3,9 @@
 //!
 //! `{"fault":"panic"}` panics the handler; `{"fault":"error"}` returns a retryable
 //! error; `{"fault":"exit"}` returns a fatal error (the agent exits abnormally);
-//! `{"fault":"stop"}` stops the agent normally after the message;
+//! `{"fault":"stop"}` stops the agent normally after the message, and
+//! `{"fault":"stop","reason":R}` ends it with exit reason R after the message
+//! (`normal`, `shutdown`, `shutdown: ...`, or any other text for an abnormal exit);
 //! `{"fault":"abort"}` aborts the whole daemon process (after `"ms": N` of work,
 //! if given);
 //! `{"fault":"sleep","ms":N}` sleeps N ms before the normal handler runs.
@@ -22,8 +24,8 @@ pub(crate) enum Fault {
     Panic,
     /// Return this error instead of handling.
     Fail(AgentError),
-    /// Handle, then stop normally.
-    Stop,
+    /// Handle, then exit with this reason.
+    Stop(String),
     /// Sleep, then handle.
     Sleep(Duration),
     /// Abort the process, after this long.
@@ -43,7 +45,12 @@ pub(crate) fn directive(payload: &Value, attempt: u32) -> Option<Fault> {
         "panic" => Fault::Panic,
         "error" => Fault::Fail(AgentError::retryable("fault directive: error")),
         "exit" => Fault::Fail(AgentError::fatal("fault directive: exit")),
-        "stop" => Fault::Stop,
+        "stop" => Fault::Stop(
+            obj.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or(crate::supervision::EXIT_NORMAL)
+                .to_string(),
+        ),
         "abort" => Fault::Abort(Duration::from_millis(
             obj.get("ms").and_then(Value::as_u64).unwrap_or(0),
         )),
@@ -59,8 +66,8 @@ pub(crate) async fn apply(fault: Fault, ctx: &mut Context) -> Result<(), AgentEr
     match fault {
         Fault::Panic => panic!("fault directive: panic (message {})", ctx.message().id),
         Fault::Fail(e) => Err(e),
-        Fault::Stop => {
-            ctx.stop();
+        Fault::Stop(reason) => {
+            ctx.exit(reason);
             Ok(())
         }
         Fault::Sleep(d) => {

@@ -73,8 +73,8 @@ pub struct HostState {
 
 /// How one delivery ended.
 enum Outcome {
-    /// Committed; `stop` asks for a normal exit.
-    Done { stop: bool },
+    /// Committed; `exit` asks the host to end with that reason.
+    Done { exit: Option<String> },
     /// Retried or dead-lettered; the host goes on.
     Failed,
     /// The store cannot write: the message is back at the head, not charged; the
@@ -170,11 +170,11 @@ impl Actor for AgentHost {
                     myself.send_after(STORE_RETRY, || HostMsg::Wake);
                     return Ok(());
                 }
-                Outcome::Done { stop: true } => {
-                    myself.stop(Some(crate::supervision::EXIT_NORMAL.to_string()));
+                Outcome::Done { exit: Some(reason) } => {
+                    myself.stop(Some(reason));
                     return Ok(());
                 }
-                Outcome::Done { stop: false } | Outcome::Failed => {}
+                Outcome::Done { exit: None } | Outcome::Failed => {}
             }
             if started.elapsed() >= BURST_TIME {
                 break;
@@ -301,7 +301,7 @@ async fn commit(
         state_changed,
         emits,
         reply,
-        stop,
+        exit,
         ..
     } = ctx;
     let new_state = state_changed.then_some(state);
@@ -352,7 +352,9 @@ async fn commit(
         for (to, _) in &outgoing {
             to.abort_emit();
         }
-        return Ok(Outcome::Done { stop: true });
+        return Ok(Outcome::Done {
+            exit: Some(crate::supervision::EXIT_SHUTDOWN.into()),
+        });
     }
     // What follows the commit runs where its outcome is known (the committer thread),
     // not in this task: a kill of this host while it waits must not leave a durable
@@ -396,5 +398,5 @@ async fn commit(
         }
         None => finish(&Ok(())),
     }
-    Ok(Outcome::Done { stop })
+    Ok(Outcome::Done { exit })
 }

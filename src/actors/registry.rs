@@ -75,6 +75,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the slot named `name` (a deleted agent).
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<AgentSlot>> {
+        self.agents
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
     /// The slot named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<AgentSlot>> {
         self.agents

@@ -60,6 +60,9 @@ pub struct AgentSpec {
     pub systemic: SystemicSpec,
     /// Kind-specific options (`to` for echo, `path` for sink).
     pub options: Map<String, Value>,
+    /// State to start from until the agent commits one (a spawned agent's
+    /// `--state`).
+    pub initial_state: Option<Value>,
 }
 
 impl AgentSpec {
@@ -81,6 +84,7 @@ impl AgentSpec {
             breaker: None,
             systemic: SystemicSpec::default(),
             options: Map::new(),
+            initial_state: None,
         }
     }
 

@@ -87,6 +87,37 @@ enum CtlCommand {
         /// Agent or supervisor.
         agent: String,
     },
+    /// Make an agent from the template of a simple_one_for_one supervisor; it
+    /// exists until deleted, across daemon restarts.
+    Spawn {
+        /// The simple_one_for_one supervisor.
+        supervisor: String,
+        /// The new agent's name.
+        name: String,
+        /// Its state until it commits one (JSON).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Add an agent with its own keys (JSON, as an [agent.NAME] section lists them).
+    AddChild {
+        /// The supervisor.
+        supervisor: String,
+        /// The new agent's name.
+        name: String,
+        /// Its keys, such as '{"kind":"echo","restart":"transient"}', or - for stdin.
+        spec: String,
+    },
+    /// Stop and remove an agent made with spawn or add-child (refused while it
+    /// has messages waiting, in flight or dead-lettered).
+    Delete {
+        /// The agent.
+        agent: String,
+    },
+    /// One supervisor's children, with status and counts.
+    Children {
+        /// The supervisor.
+        supervisor: String,
+    },
     /// Peek at an agent's pending messages.
     Mailbox {
         /// The agent.
@@ -226,6 +257,31 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
         Restart { agent } => ("restart", json!({"agent": agent}), None),
         Stop { agent } => ("stop", json!({"agent": agent}), None),
         Start { agent } => ("start", json!({"agent": agent}), None),
+        Spawn {
+            supervisor,
+            name,
+            state,
+        } => {
+            let state = match state {
+                Some(s) => Some(payload(s).map_err(|_| {
+                    Failure::Usage("--state is not JSON; quote it, such as '{\"count\":0}'".into())
+                })?),
+                None => None,
+            };
+            let f = json!({"supervisor": supervisor, "name": name, "state": state});
+            ("spawn", strip_nulls(f), None)
+        }
+        AddChild {
+            supervisor,
+            name,
+            spec,
+        } => (
+            "add_child",
+            json!({"supervisor": supervisor, "name": name, "spec": payload(spec)?}),
+            None,
+        ),
+        Delete { agent } => ("delete", json!({"agent": agent}), None),
+        Children { supervisor } => ("which_children", json!({"supervisor": supervisor}), None),
         Mailbox { agent, limit } => ("mailbox", json!({"agent": agent, "limit": limit}), None),
         Dlq { command } => match command {
             DlqCommand::List { agent } => ("dlq_list", strip_nulls(json!({"agent": agent})), None),

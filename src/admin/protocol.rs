@@ -29,6 +29,10 @@ pub const OPS: &[&str] = &[
     "stop",
     "start",
     "resume",
+    "spawn",
+    "add_child",
+    "delete",
+    "which_children",
     "mailbox",
     "dlq_list",
     "dlq_replay",
@@ -95,6 +99,38 @@ pub struct CallReq {
 pub struct AgentReq {
     /// The agent (or supervisor, for lifecycle ops).
     pub agent: String,
+}
+
+/// `spawn`'s fields: a child of a `simple_one_for_one` supervisor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnReq {
+    /// The supervisor.
+    pub supervisor: String,
+    /// The new agent's name (letters, digits, `_`, `-`, `.`; free in the tree).
+    pub name: String,
+    /// Its state until it commits one.
+    pub state: Option<Value>,
+}
+
+/// `add_child`'s fields: an agent with its own keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddChildReq {
+    /// The supervisor.
+    pub supervisor: String,
+    /// The new agent's name.
+    pub name: String,
+    /// Its keys, as an `[agent.NAME]` section would list them (`{"kind":"echo"}`).
+    pub spec: Value,
+}
+
+/// `which_children`'s fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorReq {
+    /// The supervisor.
+    pub supervisor: String,
 }
 
 /// `mailbox`'s fields.
@@ -165,6 +201,14 @@ pub enum Op {
     Start(AgentReq),
     /// End an agent's systemic-failure pause.
     Resume(AgentReq),
+    /// Make a child from a template.
+    Spawn(SpawnReq),
+    /// Add an agent child with its own keys.
+    AddChild(AddChildReq),
+    /// Stop and remove a child made at run time.
+    Delete(AgentReq),
+    /// One supervisor's children.
+    WhichChildren(SupervisorReq),
     /// Peek at pending messages.
     Mailbox(MailboxReq),
     /// List dead letters.
@@ -239,6 +283,10 @@ pub fn parse(line: &[u8]) -> Result<Request, (Value, AdminError)> {
         "restart" => fields(&op, obj).map(Op::Restart),
         "stop" => fields(&op, obj).map(Op::Stop),
         "start" => fields(&op, obj).map(Op::Start),
+        "spawn" => fields(&op, obj).map(Op::Spawn),
+        "add_child" => fields(&op, obj).map(Op::AddChild),
+        "delete" | "delete_child" => fields(&op, obj).map(Op::Delete),
+        "which_children" => fields(&op, obj).map(Op::WhichChildren),
         "mailbox" => fields(&op, obj).map(Op::Mailbox),
         "dlq_list" => fields(&op, obj).map(Op::DlqList),
         "dlq_replay" => fields(&op, obj).map(Op::DlqReplay),

@@ -26,6 +26,11 @@ pub(crate) fn human(op: &str, r: &Value) -> String {
         "dlq_replay" => format!("replayed {}: {}", r["replayed"], r["message_ids"]),
         "dlq_purge" => format!("purged {}", r["purged"]),
         "shutdown" => "shutting down".into(),
+        "spawn" | "add_child" => {
+            format!("{} started under {}", s(&r["agent"]), s(&r["supervisor"]))
+        }
+        "delete" => format!("{} deleted", s(&r["agent"])),
+        "which_children" => children_table(r),
         _ => format!("{op} {}: done", s(&r["agent"])),
     }
 }
@@ -167,4 +172,24 @@ fn dlq_table(r: &Value) -> String {
     } else {
         t.to_string()
     }
+}
+
+fn children_table(r: &Value) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(["child", "type", "restart", "status", "dynamic"]);
+    for c in r["children"].as_array().into_iter().flatten() {
+        t.add_row([
+            s(&c["name"]),
+            s(&c["type"]),
+            s(&c["restart"]),
+            s(&c["status"]),
+            s(&c["dynamic"]),
+        ]);
+    }
+    let n = &r["count"];
+    format!(
+        "{t}\n{} children, {} running ({} supervisors, {} agents)",
+        n["specs"], n["active"], n["supervisors"], n["workers"]
+    )
 }

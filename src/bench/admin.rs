@@ -32,6 +32,7 @@ async fn one(clients: usize, span: Duration) -> BenchResult {
     let ctx = Arc::new(AdminCtx {
         runtime: rt.clone(),
         shutdown: stop_tx.clone(),
+        limits: Default::default(),
     });
     let limits = ServerLimits {
         max_clients: 1024,

@@ -13,12 +13,16 @@ use crate::actors::{AgentSpec, Kinds, MailboxKind};
 use crate::policies::backoff::Backoff;
 use crate::policies::breaker::BreakerSpec;
 use crate::supervision::{
-    ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
+    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
+    SupervisorSpec,
 };
 
 const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
 const SUPERVISOR: &[&str] = &[
     "strategy",
+    "template",
+    "auto_shutdown",
+    "significant",
     "max_restarts",
     "within",
     "children",
@@ -28,6 +32,7 @@ const SUPERVISOR: &[&str] = &[
 ];
 const AGENT: &[&str] = &[
     "kind",
+    "significant",
     "restart",
     "shutdown",
     "mailbox",
@@ -75,6 +80,8 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
         agents: &agents,
         parent: HashMap::new(),
         stack: Vec::new(),
+        templates: Default::default(),
+        check_targets: true,
     };
     for name in agents.keys() {
         if supervisors.contains_key(name) {
@@ -161,11 +168,13 @@ fn restart_backoff(s: &Section) -> Result<RestartBackoff, ConfigError> {
     })
 }
 
-/// The parts every child has: restart type, shutdown, restart backoff.
+/// The parts every child has: restart type, shutdown, restart backoff, and
+/// whether it is significant.
 fn child_common(
     s: &Section,
     default_shutdown: Shutdown,
-) -> Result<(Restart, Shutdown, Option<RestartBackoff>), ConfigError> {
+    kind: ChildKind,
+) -> Result<ChildSpec, ConfigError> {
     let restart = match s.choice("restart", &["permanent", "transient", "temporary"])? {
         Some("transient") => Restart::Transient,
         Some("temporary") => Restart::Temporary,
@@ -179,10 +188,24 @@ fn child_common(
     if rb.is_some() && restart == Restart::Temporary {
         return Err(s.err("restart_backoff", "a temporary child is never restarted; remove restart_backoff or make it permanent or transient"));
     }
-    Ok((restart, shutdown, rb))
+    let significant = s.bool("significant")?.unwrap_or(false);
+    if significant && restart == Restart::Permanent {
+        return Err(s.err(
+            "significant",
+            "a significant child must be transient or temporary (set restart), as in OTP",
+        ));
+    }
+    Ok(ChildSpec {
+        restart,
+        shutdown,
+        restart_backoff: rb,
+        kind,
+        significant,
+        dynamic: false,
+    })
 }
 
-struct TreeBuilder<'a, 'b> {
+pub(super) struct TreeBuilder<'a, 'b> {
     kinds: &'a Kinds,
     limits: &'a BTreeMap<String, LimitSpec>,
     supervisors: &'a BTreeMap<String, Section<'b>>,
@@ -191,17 +214,73 @@ struct TreeBuilder<'a, 'b> {
     parent: HashMap<String, String>,
     /// supervisors being built, root first: a cycle is a name already on it
     stack: Vec<String>,
+    /// agents used as templates (not children, so listing one as a child is an error)
+    templates: std::collections::HashSet<String>,
+    /// Check that agents named in `to = [...]` lists exist in the config (not for
+    /// children added at run time: they may name other run-time agents).
+    check_targets: bool,
+}
+
+impl<'a, 'b> TreeBuilder<'a, 'b> {
+    /// A builder for one agent added at run time.
+    pub(super) fn for_run_time(
+        kinds: &'a Kinds,
+        limits: &'a BTreeMap<String, LimitSpec>,
+        empty: &'a BTreeMap<String, Section<'b>>,
+    ) -> Self {
+        TreeBuilder {
+            kinds,
+            limits,
+            supervisors: empty,
+            agents: empty,
+            parent: HashMap::new(),
+            stack: Vec::new(),
+            templates: Default::default(),
+            check_targets: false,
+        }
+    }
+}
+
+/// An agent child from its section: the agent and its child keys.
+pub(super) fn agent_child(
+    b: &TreeBuilder,
+    name: &str,
+    s: &Section,
+) -> Result<ChildSpec, ConfigError> {
+    let spec = b.agent(name, s)?;
+    child_common(
+        s,
+        Shutdown::Timeout(Duration::from_secs(5)),
+        ChildKind::Agent(spec),
+    )
 }
 
 impl TreeBuilder<'_, '_> {
     fn supervisor(&mut self, name: &str, s: &Section) -> Result<SupervisorSpec, ConfigError> {
         s.check_keys(SUPERVISOR)?;
-        let strategy =
-            match s.choice("strategy", &["one_for_one", "one_for_all", "rest_for_one"])? {
-                Some("one_for_all") => Strategy::OneForAll,
-                Some("rest_for_one") => Strategy::RestForOne,
-                _ => Strategy::OneForOne,
-            };
+        let strategy = match s.choice(
+            "strategy",
+            &[
+                "one_for_one",
+                "one_for_all",
+                "rest_for_one",
+                "simple_one_for_one",
+            ],
+        )? {
+            Some("one_for_all") => Strategy::OneForAll,
+            Some("rest_for_one") => Strategy::RestForOne,
+            Some("simple_one_for_one") => Strategy::SimpleOneForOne,
+            _ => Strategy::OneForOne,
+        };
+        let auto_shutdown = match s.choice(
+            "auto_shutdown",
+            &["never", "any_significant", "all_significant"],
+        )? {
+            Some("any_significant") => AutoShutdown::AnySignificant,
+            Some("all_significant") => AutoShutdown::AllSignificant,
+            _ => AutoShutdown::Never,
+        };
+        let template = self.template(name, s, strategy)?;
         let d = Intensity::default();
         let intensity = Intensity {
             max_restarts: s
@@ -227,6 +306,12 @@ impl TreeBuilder<'_, '_> {
                     ),
                 ));
             }
+            if self.templates.contains(child) {
+                return Err(s.err(
+                    "children",
+                    format!("'{child}' is the template of '{}'; a template is not started itself, so it cannot be a child too", self.parent[child]),
+                ));
+            }
             if let Some(p) = self.parent.get(child) {
                 let where_ = if p == name {
                     "listed twice here".to_string()
@@ -241,23 +326,16 @@ impl TreeBuilder<'_, '_> {
             self.parent.insert(child.clone(), name.to_string());
             if let Some(cs) = self.supervisors.get(child) {
                 let spec = self.supervisor(child, cs)?;
-                let (restart, shutdown, rb) = child_common(cs, Shutdown::Infinity)?;
-                children.push(ChildSpec {
-                    restart,
-                    shutdown,
-                    restart_backoff: rb,
-                    kind: ChildKind::Supervisor(spec),
-                });
+                let c = child_common(cs, Shutdown::Infinity, ChildKind::Supervisor(spec))?;
+                children.push(c);
             } else if let Some(a) = self.agents.get(child) {
-                let (restart, shutdown, rb) =
-                    child_common(a, Shutdown::Timeout(Duration::from_secs(5)))?;
                 let spec = self.agent(child, a)?;
-                children.push(ChildSpec {
-                    restart,
-                    shutdown,
-                    restart_backoff: rb,
-                    kind: ChildKind::Agent(spec),
-                });
+                let c = child_common(
+                    a,
+                    Shutdown::Timeout(Duration::from_secs(5)),
+                    ChildKind::Agent(spec),
+                )?;
+                children.push(c);
             } else {
                 let known = self
                     .supervisors
@@ -271,9 +349,21 @@ impl TreeBuilder<'_, '_> {
             }
         }
         self.stack.pop();
+        if auto_shutdown == AutoShutdown::Never {
+            if let Some(c) = children
+                .iter()
+                .chain(template.iter())
+                .find(|c| c.significant)
+            {
+                return Err(s.err(
+                    "auto_shutdown",
+                    format!("child '{}' is significant, so set auto_shutdown = \"any_significant\" or \"all_significant\" here (or drop significant there)", c.name()),
+                ));
+            }
+        }
         if name == "root" {
             // root has no parent, so its own restart keys would mean nothing
-            for k in ["restart", "shutdown", "restart_backoff"] {
+            for k in ["restart", "shutdown", "restart_backoff", "significant"] {
                 if s.table.contains_key(k) {
                     return Err(s.err(
                         k,
@@ -287,7 +377,61 @@ impl TreeBuilder<'_, '_> {
             strategy,
             intensity,
             children,
+            template: template.map(Box::new),
+            auto_shutdown,
         })
+    }
+
+    /// The template of a `simple_one_for_one` supervisor: an `[agent.X]` section
+    /// that no supervisor lists, whose keys every spawned child inherits.
+    fn template(
+        &mut self,
+        name: &str,
+        s: &Section,
+        strategy: Strategy,
+    ) -> Result<Option<ChildSpec>, ConfigError> {
+        let simple = strategy == Strategy::SimpleOneForOne;
+        let Some(t) = s.str("template")? else {
+            if simple {
+                return Err(s.err("template", "missing; a simple_one_for_one supervisor spawns its children from a template: name an [agent.X] section"));
+            }
+            return Ok(None);
+        };
+        if !simple {
+            return Err(s.err(
+                "template",
+                "only a simple_one_for_one supervisor has a template; set strategy = \"simple_one_for_one\" or remove template",
+            ));
+        }
+        if s.table.contains_key("children") {
+            return Err(s.err(
+                "children",
+                "a simple_one_for_one supervisor has no declared children: they are spawned from its template at run time",
+            ));
+        }
+        let Some(a) = self.agents.get(t) else {
+            let hint = crate::util::nearest(t, self.agents.keys().map(String::as_str))
+                .map(|n| format!("did you mean '{n}'? "))
+                .unwrap_or_default();
+            return Err(s.err(
+                "template",
+                format!("no agent '{t}'; {hint}define [agent.{t}]"),
+            ));
+        };
+        if let Some(p) = self.parent.get(t) {
+            return Err(s.err(
+                "template",
+                format!("'{t}' is a child of '{p}'; a template is not started itself, so it cannot be a child too"),
+            ));
+        }
+        self.parent.insert(t.to_string(), name.to_string());
+        self.templates.insert(t.to_string());
+        let spec = self.agent(t, a)?;
+        Ok(Some(child_common(
+            a,
+            Shutdown::Timeout(Duration::from_secs(5)),
+            ChildKind::Agent(spec),
+        )?))
     }
 
     fn agent(&self, name: &str, s: &Section) -> Result<AgentSpec, ConfigError> {
@@ -393,7 +537,7 @@ impl TreeBuilder<'_, '_> {
             }
         }
         for list in info.agent_lists {
-            if s.table.contains_key(*list) {
+            if self.check_targets && s.table.contains_key(*list) {
                 for target in s.strings(list)?.unwrap_or_default() {
                     if !self.agents.contains_key(&target) {
                         let hint =

@@ -12,6 +12,7 @@
 
 mod build;
 mod daemon;
+pub mod dynamic;
 mod error;
 mod section;
 

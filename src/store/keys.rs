@@ -18,6 +18,8 @@ pub const DEAD: u8 = b'D';
 pub const IDEM: u8 = b'K';
 /// An agent's next sequence number: `N agent`.
 pub const NEXT: u8 = b'N';
+/// A dynamic child (see [`super::children`]): `C supervisor \0 name`.
+pub const CHILD: u8 = b'C';
 /// A quarantined record: `Q original-key`.
 pub const QUARANTINE: u8 = b'Q';
 /// The number of the last group commit, written by every group: `W`.
@@ -68,6 +70,9 @@ pub fn split(key: &[u8]) -> Option<(&str, &[u8])> {
     let agent = std::str::from_utf8(&body[..nul]).ok()?;
     Some((agent, &body[nul + 1..]))
 }
+
+/// Every prefix under which records of one agent are kept.
+pub const AGENT_PREFIXES: [u8; 7] = [MSG, ATTEMPT, SUSPECT, STATE, DEAD, IDEM, NEXT];
 
 /// The agent of a `prefix agent` key.
 pub fn agent_of(key: &[u8]) -> Option<&str> {

@@ -14,6 +14,7 @@
 //!   the quarantine (`Q` + its key, raw bytes kept), counts and logs it, and goes on.
 //! - A store written by a newer format is refused at open, with both versions named.
 
+pub mod children;
 pub mod codec;
 pub mod committer;
 pub mod dead;
@@ -351,6 +352,23 @@ impl Store {
             .get(keys::agent_key(keys::STATE, agent))
             .ok()??;
         codec::decode_state(&v).ok()
+    }
+
+    /// Removes every record of `agent` (messages, markers, state, dead letters,
+    /// keys, sequence) into `batch`: the agent is being deleted.
+    pub fn forget_agent(&self, agent: &str, batch: &mut Batch) {
+        let Some(tree) = self.tree() else { return };
+        for prefix in keys::AGENT_PREFIXES {
+            let whole = keys::agent_key(prefix, agent);
+            if let Ok(Some(_)) = tree.get(&whole) {
+                batch.remove(whole.clone());
+            }
+            let mut under = whole;
+            under.push(0);
+            for (k, _) in tree.scan_prefix(&under).filter_map(Result::ok) {
+                batch.remove(k);
+            }
+        }
     }
 
     /// Counts records per prefix byte (for tests and tools).

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
+use super::children::ChildRecord;
 use super::dead::DeadLetter;
 use super::{codec, keys, IdemMap, StoreError, StoreStats};
 use crate::envelope::Envelope;
@@ -16,8 +17,8 @@ use crate::envelope::Envelope;
 pub struct RecoveredAgent {
     /// Unacked messages in accept order; `attempt` is the next attempt's number.
     pub queue: Vec<Envelope>,
-    /// Committed state (`null` if none).
-    pub state: Value,
+    /// Committed state, if the agent ever committed one.
+    pub state: Option<Value>,
     /// Dead letters, oldest first.
     pub dead: Vec<DeadLetter>,
     /// Next sequence number to assign.
@@ -36,6 +37,8 @@ pub struct Recovered {
     /// Suspects (agent, sequence): messages in flight together when the daemon
     /// died, charged to none of them; they run alone (see [`super::suspects`]).
     pub suspects: HashSet<(String, u64)>,
+    /// Dynamic children, in start order (see [`super::children`]).
+    pub children: Vec<ChildRecord>,
 }
 
 impl Recovered {
@@ -105,12 +108,15 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                     let agent = keys::agent_of(&k).ok_or("agent name is not UTF-8")?;
                     let a = out.agents.entry(agent.to_string()).or_default();
                     if prefix == keys::STATE {
-                        a.state = codec::decode_state(&v).map_err(|e| e.to_string())?;
+                        a.state = Some(codec::decode_state(&v).map_err(|e| e.to_string())?);
                     } else {
                         a.next_seq = a
                             .next_seq
                             .max(codec::decode_u64(&v).map_err(|e| e.to_string())?);
                     }
+                }
+                keys::CHILD => {
+                    out.children.push(super::children::decode(&k, &v)?);
                 }
                 keys::QUARANTINE => {
                     stats.quarantined.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +179,7 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
         live
     });
     out.suspects = suspects;
+    out.children.sort_by_key(|c| c.order);
     for (agent, q) in queues {
         out.agents.entry(agent).or_default().queue = q.into_values().collect();
     }

@@ -11,9 +11,10 @@ pub mod spec;
 pub mod supervisor;
 pub mod tree;
 
-pub use restart::{Exit, EXIT_NORMAL, EXIT_SHUTDOWN};
+pub use restart::{Exit, EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};
 pub use spec::{
-    ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy, SupervisorSpec,
+    check_name, AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
+    Strategy, SupervisorSpec,
 };
 pub use supervisor::{ChildInfo, ControlError, ControlOp};
 pub use tree::{Status, TreeContext, TreeEvent, TreeSnapshot};

@@ -2,7 +2,10 @@
 //!
 //! One match of restart type against exit reason, as in OTP's `do_restart`:
 //! permanent children always restart, transient ones only after an abnormal exit,
-//! temporary ones never.
+//! temporary ones never. As in OTP, `shutdown` and `shutdown: <info>` (OTP's
+//! `{shutdown, Term}`) are not abnormal, and neither is a supervisor giving up: OTP
+//! exits a supervisor past its intensity with reason `shutdown`, so a transient
+//! supervisor that gives up is not restarted by its parent.
 
 use ractor::SupervisionEvent;
 
@@ -12,14 +15,20 @@ use super::spec::Restart;
 pub const EXIT_NORMAL: &str = "normal";
 /// Exit reason of a child stopped by its supervisor.
 pub const EXIT_SHUTDOWN: &str = "shutdown";
+/// How the exit reason of a supervisor that gave up begins.
+pub const EXIT_GAVE_UP: &str = "gave up: ";
 
 /// Why a child's actor ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
     /// It stopped itself normally.
     Normal,
-    /// Its supervisor (or the operator) stopped it.
+    /// Its supervisor (or the operator) stopped it, or it ended with `shutdown` or
+    /// `shutdown: <info>`.
     Shutdown,
+    /// A supervisor gave up past its restart intensity (a shutdown for the restart
+    /// decision, a failure for status and escalation).
+    GaveUp(String),
     /// It failed: a panic or an error in its handler (`failed`), or it was killed or
     /// ended for another reason (`failed == false`).
     Crash {
@@ -41,6 +50,8 @@ impl Exit {
             SupervisionEvent::ActorTerminated(_, _, reason) => Some(match reason.as_deref() {
                 Some(EXIT_NORMAL) => Exit::Normal,
                 Some(EXIT_SHUTDOWN) => Exit::Shutdown,
+                Some(other) if other.starts_with("shutdown: ") => Exit::Shutdown,
+                Some(other) if other.starts_with(EXIT_GAVE_UP) => Exit::GaveUp(other.to_string()),
                 Some(other) => Exit::Crash {
                     reason: other.to_string(),
                     failed: false,
@@ -54,9 +65,9 @@ impl Exit {
         }
     }
 
-    /// True for a crash.
+    /// True for a crash, or a supervisor that gave up.
     pub fn is_abnormal(&self) -> bool {
-        matches!(self, Exit::Crash { .. })
+        matches!(self, Exit::Crash { .. } | Exit::GaveUp(_))
     }
 
     /// Text for logs, events and dead letters.
@@ -64,6 +75,7 @@ impl Exit {
         match self {
             Exit::Normal => EXIT_NORMAL.into(),
             Exit::Shutdown => EXIT_SHUTDOWN.into(),
+            Exit::GaveUp(why) => why.clone(),
             Exit::Crash { reason, failed } if *failed => format!("panic: {reason}"),
             Exit::Crash { reason, .. } => reason.clone(),
         }
@@ -75,7 +87,7 @@ pub fn should_restart(restart: Restart, exit: &Exit) -> bool {
     match (restart, exit) {
         (Restart::Permanent, _) => true,
         (Restart::Transient, Exit::Crash { .. }) => true,
-        (Restart::Transient, Exit::Normal | Exit::Shutdown) => false,
+        (Restart::Transient, Exit::Normal | Exit::Shutdown | Exit::GaveUp(_)) => false,
         (Restart::Temporary, _) => false,
     }
 }
@@ -103,6 +115,9 @@ mod tests {
             (Transient, crash(), true),
             (Temporary, Exit::Normal, false),
             (Temporary, crash(), false),
+            (Permanent, Exit::GaveUp("gave up: x".into()), true),
+            (Transient, Exit::GaveUp("gave up: x".into()), false),
+            (Temporary, Exit::GaveUp("gave up: x".into()), false),
         ];
         for (r, e, want) in cases {
             assert_eq!(should_restart(r, &e), want, "{r:?} x {e:?}");

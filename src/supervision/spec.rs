@@ -19,6 +19,9 @@ pub enum Strategy {
     OneForAll,
     /// Stop the failed child and every child declared after it, then start them in order.
     RestForOne,
+    /// Every child is made at run time from one template (`spawn`), and each is
+    /// restarted on its own, as under `one_for_one` (OTP `simple_one_for_one`).
+    SimpleOneForOne,
 }
 
 impl Strategy {
@@ -28,13 +31,14 @@ impl Strategy {
             Strategy::OneForOne => "one_for_one",
             Strategy::OneForAll => "one_for_all",
             Strategy::RestForOne => "rest_for_one",
+            Strategy::SimpleOneForOne => "simple_one_for_one",
         }
     }
 
     /// Indices of the children to restart when child `failed` of `len` fails, in start order.
     pub fn affected(self, failed: usize, len: usize) -> std::ops::Range<usize> {
         match self {
-            Strategy::OneForOne => failed..failed + 1,
+            Strategy::OneForOne | Strategy::SimpleOneForOne => failed..failed + 1,
             Strategy::OneForAll => 0..len,
             Strategy::RestForOne => failed..len,
         }
@@ -74,6 +78,30 @@ pub enum Shutdown {
     Infinity,
 }
 
+/// When a supervisor stops itself because significant children ended (OTP 24
+/// `auto_shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoShutdown {
+    /// Never (the default); `significant` is not allowed on its children.
+    #[default]
+    Never,
+    /// As soon as any significant child ends on its own and is not restarted.
+    AnySignificant,
+    /// Once every significant child has ended on its own and none is restarted.
+    AllSignificant,
+}
+
+impl AutoShutdown {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoShutdown::Never => "never",
+            AutoShutdown::AnySignificant => "any_significant",
+            AutoShutdown::AllSignificant => "all_significant",
+        }
+    }
+}
+
 /// Restart intensity: more than `max_restarts` within `within` makes the supervisor give up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Intensity {
@@ -103,6 +131,8 @@ pub struct RestartBackoff {
 
 /// What a child is.
 #[derive(Debug, Clone)]
+// Specs are cold data, cloned at start and restart only: size is not worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum ChildKind {
     /// An agent (one host actor per replica).
     Agent(AgentSpec),
@@ -121,6 +151,12 @@ pub struct ChildSpec {
     pub restart_backoff: Option<RestartBackoff>,
     /// The agent or supervisor to run.
     pub kind: ChildKind,
+    /// Its normal end can stop its supervisor (see [`AutoShutdown`]); only for
+    /// transient and temporary children.
+    pub significant: bool,
+    /// Made at run time (`spawn`, `add_child`) rather than declared: it can be
+    /// deleted, and a store keeps it across daemon restarts.
+    pub dynamic: bool,
 }
 
 impl ChildSpec {
@@ -131,6 +167,8 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             restart_backoff: None,
             kind: ChildKind::Agent(spec),
+            significant: false,
+            dynamic: false,
         }
     }
 
@@ -141,6 +179,8 @@ impl ChildSpec {
             shutdown: Shutdown::Infinity,
             restart_backoff: None,
             kind: ChildKind::Supervisor(spec),
+            significant: false,
+            dynamic: false,
         }
     }
 
@@ -150,10 +190,30 @@ impl ChildSpec {
         self
     }
 
+    /// Builder: mark the child significant (see [`AutoShutdown`]).
+    pub fn significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
+        self
+    }
+
     /// Builder: set the shutdown.
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
         self
+    }
+
+    /// A dynamic child `name` made from this template, starting from `state`.
+    pub fn from_template(&self, name: &str, state: Option<serde_json::Value>) -> ChildSpec {
+        let mut c = self.clone();
+        match &mut c.kind {
+            ChildKind::Agent(a) => {
+                a.name = name.to_string();
+                a.initial_state = state;
+            }
+            ChildKind::Supervisor(s) => s.name = name.to_string(),
+        }
+        c.dynamic = true;
+        c
     }
 
     /// The child's name, its address in the tree.
@@ -176,6 +236,11 @@ pub struct SupervisorSpec {
     pub intensity: Intensity,
     /// Children in start order.
     pub children: Vec<ChildSpec>,
+    /// `simple_one_for_one`: what `spawn` makes each child from (its name is
+    /// replaced by the spawned child's).
+    pub template: Option<Box<ChildSpec>>,
+    /// When the supervisor stops itself after significant children end.
+    pub auto_shutdown: AutoShutdown,
 }
 
 impl SupervisorSpec {
@@ -186,6 +251,8 @@ impl SupervisorSpec {
             strategy: Strategy::OneForOne,
             intensity: Intensity::default(),
             children: Vec::new(),
+            template: None,
+            auto_shutdown: AutoShutdown::Never,
         }
     }
 
@@ -201,6 +268,18 @@ impl SupervisorSpec {
             max_restarts,
             within,
         };
+        self
+    }
+
+    /// Builder: the template of a `simple_one_for_one` supervisor.
+    pub fn template(mut self, template: ChildSpec) -> Self {
+        self.template = Some(Box::new(template));
+        self
+    }
+
+    /// Builder: set auto shutdown.
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
         self
     }
 
@@ -227,16 +306,103 @@ impl SupervisorSpec {
     pub fn validate(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for n in self.names() {
-            if n.is_empty() {
-                return Err("a child has an empty name".into());
-            }
+            check_name(&n)?;
             if !seen.insert(n.clone()) {
                 return Err(format!("name '{n}' is defined twice in the tree"));
             }
         }
+        self.check_shape()?;
         self.for_each_agent(&mut |a| a.validate())
     }
 
+    /// The rules on strategy, template and significance, for this supervisor and
+    /// every supervisor below it.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let simple = self.strategy == Strategy::SimpleOneForOne;
+        match (&self.template, simple) {
+            (None, true) => {
+                return Err(format!(
+                    "supervisor '{}' is simple_one_for_one and needs a template",
+                    self.name
+                ))
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "supervisor '{}' has a template but is {}; only simple_one_for_one supervisors have one",
+                    self.name,
+                    self.strategy.as_str()
+                ))
+            }
+            _ => {}
+        }
+        if simple && self.children.iter().any(|c| !c.dynamic) {
+            return Err(format!(
+                "supervisor '{}' is simple_one_for_one: its children are spawned from the template, not declared",
+                self.name
+            ));
+        }
+        for c in self.children.iter().chain(self.template.as_deref()) {
+            c.check_significance(self)?;
+            if let ChildKind::Supervisor(s) = &c.kind {
+                s.check_shape()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ChildSpec {
+    /// `significant` only on transient and temporary children of a supervisor with
+    /// auto shutdown (OTP refuses the other combinations too).
+    pub fn check_significance(&self, parent: &SupervisorSpec) -> Result<(), String> {
+        if !self.significant {
+            return Ok(());
+        }
+        if self.restart == Restart::Permanent {
+            return Err(format!(
+                "'{}' is significant and permanent; a significant child must be transient or temporary",
+                self.name()
+            ));
+        }
+        if parent.auto_shutdown == AutoShutdown::Never {
+            return Err(format!(
+                "'{}' is significant but its supervisor '{}' has auto_shutdown = \"never\"; set auto_shutdown to any_significant or all_significant, or drop significant",
+                self.name(),
+                parent.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest name of a node (it is part of every store key of an agent).
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks a node name: 1 to [`MAX_NAME_LEN`] bytes of letters, digits, `_`, `-`
+/// and `.`. Config names and names given at run time follow the same rule.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "name '{}...' is {} bytes long; the limit is {MAX_NAME_LEN}",
+            &name[..name.char_indices().nth(20).map_or(name.len(), |(i, _)| i)],
+            name.len()
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(format!(
+            "name '{name}': names may use letters, digits, '_', '-' and '.' only"
+        ));
+    }
+    Ok(())
+}
+
+impl SupervisorSpec {
     fn for_each_agent(
         &self,
         f: &mut impl FnMut(&AgentSpec) -> Result<(), String>,

@@ -13,7 +13,9 @@ use ractor::{ActorId, ActorRef};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::spec::{ChildKind, SupervisorSpec};
+use indexmap::IndexMap;
+
+use super::spec::{ChildKind, ChildSpec, SupervisorSpec};
 use super::supervisor::SupMsg;
 use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
@@ -183,18 +185,32 @@ pub struct TreeContext {
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
     supervisors: RwLock<HashMap<String, ActorRef<SupMsg>>>,
+    /// Children added at run time, by supervisor, in start order: a supervisor
+    /// that restarts starts them again after its declared children.
+    dynamic: Mutex<HashMap<String, IndexMap<String, ChildSpec>>>,
+    /// Start order of the next dynamic child (kept in its store record).
+    next_order: AtomicU64,
     events: broadcast::Sender<TreeEvent>,
 }
 
 impl TreeContext {
-    /// A context for `root`: a node for every name, a slot for every agent.
+    /// A context for `root`: a node for every name, a slot for every agent, and the
+    /// dynamic children made by earlier runs (`dynamic`: supervisor, child), which
+    /// join their supervisors after the declared children. A dynamic child whose
+    /// supervisor is gone, or whose name is taken, is left out with an error logged
+    /// (its records stay on disk).
     pub fn new(
         root: &SupervisorSpec,
         kinds: Kinds,
         durable: Option<Durable>,
         limits: Limits,
+        dynamic: Vec<(String, ChildSpec)>,
     ) -> Result<Arc<Self>, String> {
         root.validate()?;
+        let next_order = durable.as_ref().map_or(1, |d| {
+            let r = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
+            r.children.iter().map(|c| c.order).max().unwrap_or(0) + 1
+        });
         let ctx = TreeContext {
             registry: Arc::new(Registry::default()),
             kinds,
@@ -203,10 +219,124 @@ impl TreeContext {
             nodes: RwLock::new(HashMap::new()),
             parents: RwLock::new(HashMap::new()),
             supervisors: RwLock::new(HashMap::new()),
+            dynamic: Mutex::new(HashMap::new()),
+            next_order: AtomicU64::new(next_order),
             events: broadcast::channel(1024).0,
         };
         ctx.add_supervisor_nodes(root, None)?;
+        for (sup, mut child) in dynamic {
+            let is_supervisor = matches!(
+                ctx.node(&sup)
+                    .map(|n| n.kind.read().unwrap_or_else(|p| p.into_inner()).clone()),
+                Some(NodeKind::Supervisor { .. })
+            );
+            let name = child.name().to_string();
+            if !is_supervisor {
+                tracing::error!(supervisor = %sup, child = %name,
+                    "a dynamic child's supervisor is not in the tree any more; the child is not started and its records stay on disk");
+                continue;
+            }
+            if let Err(e) = ctx.add_child_nodes(&child.kind, &sup) {
+                tracing::error!(supervisor = %sup, child = %name, error = %e,
+                    "a dynamic child cannot be restored; it is not started and its records stay on disk");
+                continue;
+            }
+            ctx.push_child(&sup, &name);
+            child.dynamic = true;
+            ctx.add_dynamic(&sup, child);
+        }
         Ok(Arc::new(ctx))
+    }
+
+    /// The dynamic children of `supervisor`, in start order.
+    pub(crate) fn dynamic_children(&self, supervisor: &str) -> Vec<ChildSpec> {
+        self.dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(supervisor)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn add_dynamic(&self, supervisor: &str, child: ChildSpec) {
+        self.dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(supervisor.to_string())
+            .or_default()
+            .insert(child.name().to_string(), child);
+    }
+
+    /// The start order for the next dynamic child.
+    pub(crate) fn next_order(&self) -> u64 {
+        self.next_order.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Removes a dynamic child of `supervisor` and its subtree: nodes, slots, the
+    /// tree view's entry. Returns the agents removed.
+    pub(crate) fn remove_child(&self, supervisor: &str, name: &str) -> Vec<Arc<AgentSlot>> {
+        if let Some(m) = self
+            .dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(supervisor)
+        {
+            m.shift_remove(name);
+        }
+        if let Some(node) = self.node(supervisor) {
+            if let NodeKind::Supervisor { children, .. } =
+                &mut *node.kind.write().unwrap_or_else(|p| p.into_inner())
+            {
+                children.retain(|c| c != name);
+            }
+        }
+        let mut removed = Vec::new();
+        self.remove_nodes(name, &mut removed);
+        removed
+    }
+
+    fn remove_nodes(&self, name: &str, removed: &mut Vec<Arc<AgentSlot>>) {
+        let node = self
+            .nodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.parents
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        let Some(node) = node else { return };
+        let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match kind {
+            NodeKind::Agent { .. } => removed.extend(self.registry.remove(name)),
+            NodeKind::Supervisor { children, .. } => {
+                self.supervisors
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                self.dynamic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                for c in children {
+                    self.remove_nodes(&c, removed);
+                }
+            }
+        }
+    }
+
+    /// The agents in the subtree at `name` (itself, if an agent).
+    pub(crate) fn agents_under(&self, name: &str) -> Vec<Arc<AgentSlot>> {
+        let Some(node) = self.node(name) else {
+            return Vec::new();
+        };
+        let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match kind {
+            NodeKind::Agent { .. } => self.registry.get(name).into_iter().collect(),
+            NodeKind::Supervisor { children, .. } => {
+                children.iter().flat_map(|c| self.agents_under(c)).collect()
+            }
+        }
     }
 
     fn add_supervisor_nodes(&self, s: &SupervisorSpec, parent: Option<&str>) -> Result<(), String> {

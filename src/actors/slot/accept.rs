@@ -93,6 +93,12 @@ impl AgentSlot {
     pub(crate) fn accept(self: &Arc<Self>, parts: Parts) -> Result<Accepting, SendError> {
         let now = now_ms();
         let mut inner = self.lock();
+        if inner.closed {
+            return Err(SendError::UnknownAgent(format!(
+                "no agent '{}'; it was deleted",
+                self.name
+            )));
+        }
         if let Some(key) = &parts.key {
             if let Some(&(seq, expires)) = inner.keys.get(key) {
                 if expires > now {

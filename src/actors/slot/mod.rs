@@ -107,6 +107,8 @@ struct Inner {
     reserved: usize,
     next_seq: u64,
     keys: IdemMap,
+    /// Being deleted: sends are refused as to an unknown agent.
+    closed: bool,
 }
 
 impl Inner {
@@ -168,6 +170,10 @@ impl AgentSlot {
         r: RecoveredAgent,
         retention: Duration,
     ) -> Self {
+        let state = r
+            .state
+            .or_else(|| spec.initial_state.clone())
+            .unwrap_or(Value::Null);
         let slot = AgentSlot {
             name: Arc::from(spec.name.as_str()),
             stats: AgentStats::default(),
@@ -181,11 +187,12 @@ impl AgentSlot {
                 in_flight: (0..spec.replicas).map(|_| None).collect(),
                 owners: vec![None; spec.replicas as usize],
                 idle: Vec::new(),
-                state: r.state,
+                state,
                 dead: r.dead,
                 reserved: 0,
                 next_seq: r.next_seq.max(1),
                 keys: r.keys,
+                closed: false,
             }),
             spec,
         };
@@ -294,6 +301,25 @@ impl AgentSlot {
     /// Messages being handled now.
     pub fn in_flight(&self) -> usize {
         self.lock().in_flight.iter().filter(|m| m.is_some()).count()
+    }
+
+    /// Refuses every later send, if nothing is waiting, in flight, reserved or
+    /// dead-lettered (the check and the closing are one step); otherwise says what
+    /// is left: (waiting and in flight, dead letters).
+    pub(crate) fn close_if_empty(&self) -> Result<(), (usize, usize)> {
+        let mut inner = self.lock();
+        let busy = inner.in_flight.iter().filter(|m| m.is_some()).count();
+        let live = inner.queue.len() + busy + inner.reserved;
+        if live > 0 || !inner.dead.is_empty() {
+            return Err((live, inner.dead.len()));
+        }
+        inner.closed = true;
+        Ok(())
+    }
+
+    /// Takes sends again after [`AgentSlot::close_if_empty`].
+    pub(crate) fn reopen(&self) {
+        self.lock().closed = false;
     }
 
     /// Up to `limit` waiting envelopes, head first.

@@ -1,6 +1,7 @@
 //! The admin ops: each file parses nothing (the protocol did), applies the request
 //! to the runtime, and encodes the result object; [`apply`] dispatches on [`Op`].
 
+mod children;
 mod info;
 mod lifecycle;
 mod mailbox;
@@ -22,6 +23,8 @@ pub struct AdminCtx {
     pub runtime: Arc<Runtime>,
     /// Set to true to make the daemon shut down gracefully.
     pub shutdown: watch::Sender<bool>,
+    /// The config's limiters, by name (`add_child` checks an agent's `limits`).
+    pub limits: std::collections::BTreeMap<String, crate::config::LimitSpec>,
 }
 
 /// How a request is answered.
@@ -46,6 +49,10 @@ pub async fn apply(op: Op, ctx: &AdminCtx) -> Outcome {
         Op::Restart(a) => lifecycle::restart(a, ctx).await,
         Op::Stop(a) => lifecycle::stop(a, ctx).await,
         Op::Start(a) => lifecycle::start(a, ctx).await,
+        Op::Spawn(r) => children::spawn(r, ctx).await,
+        Op::AddChild(r) => children::add_child(r, ctx).await,
+        Op::Delete(a) => children::delete(a, ctx).await,
+        Op::WhichChildren(r) => children::which(r, ctx).await,
         Op::Mailbox(m) => mailbox::peek(m, ctx),
         Op::DlqList(l) => mailbox::dlq_list(l, ctx),
         Op::DlqReplay(p) => mailbox::dlq_replay(p, ctx),
@@ -80,6 +87,8 @@ impl From<ControlError> for AdminError {
             ControlError::StartFailed { .. } => "start_failed",
             ControlError::Invalid(_) => "bad_request",
             ControlError::Unavailable(_) => "unavailable",
+            ControlError::Exists(_) => "already_exists",
+            ControlError::NotEmpty { .. } => "not_empty",
         };
         AdminError::new(code, e.to_string())
     }

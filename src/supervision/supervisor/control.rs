@@ -6,8 +6,7 @@ use serde::Serialize;
 
 use ractor::ActorRef;
 
-use super::{new_child, SupMsg, SupState};
-use crate::supervision::spec::{ChildKind, ChildSpec};
+use super::{SupMsg, SupState};
 use crate::supervision::tree::Status;
 
 /// Why a control request was refused (OTP's `terminate_child`/`restart_child` errors).
@@ -39,6 +38,19 @@ pub enum ControlError {
     /// The supervisor is not running (stopped, restarting or shutting down).
     #[error("supervisor '{0}' is not running; try again when it is")]
     Unavailable(String),
+    /// The name is taken in the tree.
+    #[error("'{0}' exists already in the tree; pick another name, or delete it first")]
+    Exists(String),
+    /// A delete that would lose messages.
+    #[error("'{name}' still has {live} message(s) waiting or in flight and {dead} dead letter(s); delete refuses to lose them: let it finish its mailbox, and replay or purge its dead letters (warden ctl dlq purge {name} --all), then delete again")]
+    NotEmpty {
+        /// The child.
+        name: String,
+        /// Waiting and in flight.
+        live: usize,
+        /// Dead letters.
+        dead: usize,
+    },
 }
 
 /// An operator's request about one child.
@@ -66,6 +78,10 @@ pub struct ChildInfo {
     pub restart: &'static str,
     /// Status.
     pub status: Status,
+    /// Its normal end can stop the supervisor (auto shutdown).
+    pub significant: bool,
+    /// Made at run time (spawn, add_child): it can be deleted.
+    pub dynamic: bool,
     /// Actor ids of the running incarnation (one per replica).
     pub actor_ids: Vec<String>,
 }
@@ -84,6 +100,7 @@ impl SupState {
         match op {
             ControlOp::Stop => {
                 self.stop_child(i, Status::Stopped).await;
+                self.cancel_from(i);
                 Ok(())
             }
             ControlOp::Start => match status {
@@ -126,37 +143,20 @@ impl SupState {
         }
     }
 
-    pub(super) async fn add_child(
-        &mut self,
-        spec: ChildSpec,
-        myself: &ActorRef<SupMsg>,
-    ) -> Result<(), ControlError> {
-        self.tree
-            .add_child_nodes(&spec.kind, &self.name)
-            .map_err(ControlError::Invalid)?;
-        let child =
-            new_child(&self.tree, spec).map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let name = child.name.clone();
-        self.children.push(child);
-        self.tree.push_child(&self.name, &name);
-        let i = self.children.len() - 1;
-        self.start_child(i, myself).await.map_err(|reason| {
-            self.children[i].node.set_status(Status::Failed);
-            ControlError::StartFailed { name, reason }
-        })
-    }
-
     pub(super) fn which(&self) -> Vec<ChildInfo> {
         self.children
             .iter()
-            .map(|c| ChildInfo {
-                name: c.name.clone(),
-                kind: match c.spec.kind {
-                    ChildKind::Agent(_) => "agent",
-                    ChildKind::Supervisor(_) => "supervisor",
+            .map(|(name, c)| ChildInfo {
+                name: name.clone(),
+                kind: if c.is_supervisor() {
+                    "supervisor"
+                } else {
+                    "agent"
                 },
                 restart: c.spec.restart.as_str(),
                 status: c.node.status(),
+                significant: c.spec.significant,
+                dynamic: c.spec.dynamic,
                 actor_ids: c
                     .cells
                     .iter()

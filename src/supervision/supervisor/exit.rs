@@ -1,33 +1,46 @@
 //! What a supervisor does when a child exits: the restart decision (restart type
-//! against exit reason), restart intensity, the strategy's restart set, and giving
-//! up (escalation) past the intensity.
+//! against exit reason), restart intensity, the strategy's restart set, auto
+//! shutdown after significant children end, and giving up (escalation) past the
+//! intensity.
 
 use std::time::Instant;
 
-use ractor::{ActorProcessingErr, ActorRef};
+use ractor::{ActorId, ActorProcessingErr, ActorRef};
 
 use super::{SupMsg, SupState};
-use crate::supervision::restart::{should_restart, Exit};
-use crate::supervision::spec::{Restart, Strategy};
+use crate::supervision::restart::{should_restart, Exit, EXIT_GAVE_UP, EXIT_SHUTDOWN};
+use crate::supervision::spec::{AutoShutdown, Restart, Strategy};
 use crate::supervision::tree::Status;
 
 impl SupState {
-    /// Stops every child and fails this supervisor: escalation to the parent.
-    pub(super) async fn give_up(&mut self, why: String) -> Result<(), ActorProcessingErr> {
+    /// Stops every child and ends this supervisor with reason `gave up: ...`:
+    /// escalation to the parent.
+    pub(super) async fn give_up(
+        &mut self,
+        why: String,
+        myself: &ActorRef<SupMsg>,
+    ) -> Result<(), ActorProcessingErr> {
         tracing::error!(supervisor = %self.name, reason = %why, "restart intensity exceeded; giving up");
         self.tree.event("escalated", &self.name, Some(why.clone()));
         self.stop_all().await;
-        Err(format!("supervisor '{}' gave up: {why}", self.name).into())
+        myself.stop(Some(format!(
+            "{EXIT_GAVE_UP}supervisor '{}' gave up: {why}",
+            self.name
+        )));
+        Ok(())
     }
 
     pub(super) async fn on_exit(
         &mut self,
-        id: ractor::ActorId,
+        id: ActorId,
         exit: Exit,
         myself: &ActorRef<SupMsg>,
     ) -> Result<(), ActorProcessingErr> {
-        let Some((i, r)) = self.find_cell(id) else {
+        let Some((name, r)) = self.by_cell.remove(&id) else {
             return Ok(()); // an incarnation this supervisor already stopped or replaced
+        };
+        let Some(i) = self.index_of(&name) else {
+            return Ok(());
         };
         let reason = exit.reason();
         let child = &mut self.children[i];
@@ -38,7 +51,6 @@ impl SupState {
             .as_ref()
             .is_some_and(|s| s.replica_exited(r, id, &reason, own_failure));
         let attributed = had_message && own_failure;
-        let name = child.name.clone();
         if exit.is_abnormal() {
             tracing::warn!(supervisor = %self.name, child = %name, reason = %reason, "child failed");
             self.tree.event("failed", &name, Some(reason));
@@ -47,24 +59,29 @@ impl SupState {
         }
         if !should_restart(child.spec.restart, &exit) {
             if !child.running() {
-                child.generation += 1;
                 child.node.set_actor_ids(Vec::new());
                 child.node.set_status(if exit.is_abnormal() {
                     Status::Failed
                 } else {
                     Status::Stopped
                 });
+                if child.spec.significant && self.significant_ended() {
+                    return self.auto_shut_down(&name, myself).await;
+                }
             }
             return Ok(());
         }
         if !attributed && !self.window.add_restart(Instant::now()) {
             return self
-                .give_up(format!("child '{name}' exited ({})", exit.reason()))
+                .give_up(format!("child '{name}' exited ({})", exit.reason()), myself)
                 .await;
         }
-        let pool_replica = self.strategy == Strategy::OneForOne && child.cells.len() > 1;
-        let order: Vec<usize> = if pool_replica {
-            vec![i]
+        let simple = matches!(
+            self.strategy,
+            Strategy::OneForOne | Strategy::SimpleOneForOne
+        );
+        let members: Vec<String> = if simple {
+            vec![name]
         } else {
             let range = self.strategy.affected(i, self.children.len());
             for j in range.clone().rev() {
@@ -81,23 +98,42 @@ impl SupState {
                     self.stop_child(j, status).await;
                 }
             }
+            // Children stopped by the operator (or ended and not restarted) stay so.
             range
                 .filter(|&j| self.children[j].node.status() == Status::Restarting)
+                .map(|j| self.child(j).0.clone())
                 .collect()
         };
-        for &j in &order {
-            self.children[j].node.set_status(Status::Restarting);
-        }
-        match self.children[i].next_backoff() {
-            Some(d) => {
-                let items = order
-                    .iter()
-                    .map(|&j| (j, self.children[j].generation))
-                    .collect();
-                myself.send_after(d, move || SupMsg::Retry(items));
-                Ok(())
+        for m in &members {
+            if let Some(c) = self.children.get(m) {
+                c.node.set_status(Status::Restarting);
             }
-            None => self.start_in_order(order, myself).await,
         }
+        self.restart(i, members, myself).await
+    }
+
+    /// Whether auto shutdown is due now that a significant child ended on its own.
+    fn significant_ended(&self) -> bool {
+        match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|(n, c)| c.spec.significant && (c.running() || self.sweeps.holds(n))),
+        }
+    }
+
+    /// Stops every child and ends this supervisor with reason `shutdown`.
+    async fn auto_shut_down(
+        &mut self,
+        after: &str,
+        myself: &ActorRef<SupMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        tracing::info!(supervisor = %self.name, child = %after, policy = self.auto_shutdown.as_str(),
+            "significant children ended; shutting down");
+        self.stop_all().await;
+        myself.stop(Some(EXIT_SHUTDOWN.to_string()));
+        Ok(())
     }
 }

@@ -2,39 +2,52 @@
 //! up past its restart intensity, and stops children in reverse order.
 //!
 //! Guarantees:
-//! - Children start in declared order; a child that fails to start stops the ones
+//! - Children start in declared order (dynamic children after the declared ones,
+//!   in the order they were made); a child that fails to start stops the ones
 //!   already started (reverse order) and fails the supervisor's own start.
-//! - On a child's exit (`exit.rs`), [`should_restart`](super::restart::should_restart) decides; the strategy picks the affected
-//!   siblings, which are stopped in reverse order (each with its `shutdown`) and then
-//!   started again in declared order.
+//! - On a child's exit (`exit.rs`), [`should_restart`](super::restart::should_restart)
+//!   decides; the strategy picks the affected siblings, which are stopped in reverse
+//!   order (each with its `shutdown`) and then started again in declared order: a
+//!   restart *sweep* (`sweep.rs`). A sweep whose start fails is redone whole, as
+//!   OTP's `try_again`: its members still running are stopped again first.
 //! - Restarts are counted in an [`IntensityWindow`], except crashes that the agent
 //!   slot attributes to the message in flight: those are bounded by that message's
 //!   `max_attempts` instead (poison containment, G4). Past the intensity, the
-//!   supervisor stops every child in reverse order and fails; its parent then applies
-//!   its own strategy (escalation).
+//!   supervisor stops every child in reverse order and ends with reason
+//!   `gave up: ...`; its parent then applies its own strategy (escalation).
 //! - A failed restart, or one delayed by restart backoff, is retried by a message to
-//!   self, never in a loop, so the supervisor stays responsive meanwhile.
+//!   self, never in a loop, so the supervisor stays responsive meanwhile; stopping a
+//!   child cancels every pending retry of it and of the children after it.
 //! - A pool (`replicas > 1`) under `one_for_one` restarts only the replica that
 //!   failed; under other strategies the failed child is restarted whole.
+//! - With `auto_shutdown`, the supervisor stops itself (reason `shutdown`) when its
+//!   significant children end on their own.
 //!
 //! Files: this one starts and stops children; `exit.rs` decides on a child's exit;
-//! `control.rs` serves operator requests (stop, start, restart, kill, add, which).
+//! `sweep.rs` runs restarts; `control.rs` serves operator requests; `dynamic.rs`
+//! adds, spawns and deletes children at run time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tracing::Instrument;
+use indexmap::IndexMap;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use serde_json::Value;
 
 use super::intensity::IntensityWindow;
 use super::restart::{Exit, EXIT_SHUTDOWN};
-use super::spec::{ChildKind, ChildSpec, Shutdown, Strategy, SupervisorSpec};
+use super::spec::{AutoShutdown, ChildKind, ChildSpec, Shutdown, Strategy, SupervisorSpec};
 use super::tree::{Node, Status, TreeContext};
 use crate::actors::host::{AgentHost, HostArgs};
 use crate::actors::AgentSlot;
 
 mod control;
+mod dynamic;
 mod exit;
+mod sweep;
 
 pub use control::{ChildInfo, ControlError, ControlOp};
 
@@ -42,12 +55,25 @@ pub use control::{ChildInfo, ControlError, ControlOp};
 pub enum SupMsg {
     /// Operator control of one child.
     Control(ControlOp, String, RpcReplyPort<Result<(), ControlError>>),
-    /// Add and start a child (OTP `start_child`).
-    AddChild(Box<ChildSpec>, RpcReplyPort<Result<(), ControlError>>),
+    /// Add and start a child (OTP `start_child`); with a record, it is dynamic and
+    /// kept in the store (the record is the agent keys it was added with).
+    AddChild(
+        Box<ChildSpec>,
+        Option<Value>,
+        RpcReplyPort<Result<(), ControlError>>,
+    ),
+    /// Make a child from the template (`simple_one_for_one`): name, initial state.
+    Spawn(
+        String,
+        Option<Value>,
+        RpcReplyPort<Result<(), ControlError>>,
+    ),
+    /// Stop and remove a dynamic child (OTP `terminate_child` + `delete_child`).
+    Delete(String, RpcReplyPort<Result<(), ControlError>>),
     /// List the children.
     Which(RpcReplyPort<Vec<ChildInfo>>),
-    /// Start these children (index, generation) now, in order: a delayed or retried restart.
-    Retry(Vec<(usize, u64)>),
+    /// Run (again) the restart sweep with this id: a delayed or retried restart.
+    Retry(u64),
 }
 
 /// The supervisor actor type.
@@ -63,12 +89,9 @@ pub struct SupervisorArgs {
 
 struct Child {
     spec: ChildSpec,
-    name: String,
     node: Arc<Node>,
     slot: Option<Arc<AgentSlot>>,
     cells: Vec<Option<ActorCell>>,
-    /// Bumped whenever the child is started or stopped, so stale retries do nothing.
-    generation: u64,
     backoff_step: u32,
     started_at: Instant,
 }
@@ -77,14 +100,24 @@ impl Child {
     fn running(&self) -> bool {
         self.cells.iter().any(Option::is_some)
     }
+
+    fn is_supervisor(&self) -> bool {
+        matches!(self.spec.kind, ChildKind::Supervisor(_))
+    }
 }
 
 /// A running supervisor.
 pub struct SupState {
     name: String,
     strategy: Strategy,
+    auto_shutdown: AutoShutdown,
+    template: Option<Box<ChildSpec>>,
     window: IntensityWindow,
-    children: Vec<Child>,
+    /// Children by name, in start order.
+    children: IndexMap<String, Child>,
+    /// Which child (and replica) each running actor is.
+    by_cell: HashMap<ActorId, (String, usize)>,
+    sweeps: sweep::Sweeps,
     tree: Arc<TreeContext>,
 }
 
@@ -100,20 +133,26 @@ impl Actor for Supervisor {
     ) -> Result<SupState, ActorProcessingErr> {
         let SupervisorArgs { spec, tree } = args;
         tree.set_supervisor(&spec.name, myself.clone());
-        let mut children = Vec::with_capacity(spec.children.len());
-        for c in spec.children {
-            children.push(new_child(&tree, c)?);
+        let mut children = IndexMap::with_capacity(spec.children.len());
+        let dynamic = tree.dynamic_children(&spec.name);
+        for c in spec.children.into_iter().chain(dynamic) {
+            let child = new_child(&tree, c)?;
+            children.insert(child.spec.name().to_string(), child);
         }
         let mut st = SupState {
             name: spec.name,
             strategy: spec.strategy,
+            auto_shutdown: spec.auto_shutdown,
+            template: spec.template,
             window: IntensityWindow::new(spec.intensity),
             children,
+            by_cell: HashMap::new(),
+            sweeps: sweep::Sweeps::default(),
             tree,
         };
         for i in 0..st.children.len() {
             if let Err(e) = st.start_child(i, &myself).await {
-                let why = format!("child '{}' failed to start: {e}", st.children[i].name);
+                let why = format!("child '{}' failed to start: {e}", st.child(i).0);
                 st.children[i].node.set_status(Status::Failed);
                 st.stop_all().await;
                 return Err(why.into());
@@ -142,25 +181,15 @@ impl Actor for Supervisor {
                 let r = st.control(op, &name, &myself).await;
                 let _ = reply.send(r);
             }
-            SupMsg::AddChild(spec, reply) => {
-                let r = st.add_child(*spec, &myself).await;
-                let _ = reply.send(r);
+            SupMsg::AddChild(spec, record, reply) => {
+                st.add_child(*spec, record, reply, &myself).await
             }
+            SupMsg::Spawn(name, state, reply) => st.spawn(name, state, reply, &myself).await,
+            SupMsg::Delete(name, reply) => st.delete(&name, reply, &myself).await,
             SupMsg::Which(reply) => {
                 let _ = reply.send(st.which());
             }
-            SupMsg::Retry(items) => {
-                let due: Vec<usize> = items
-                    .into_iter()
-                    .filter(|&(i, g)| {
-                        st.children.get(i).is_some_and(|c| {
-                            c.generation == g && c.node.status() == Status::Restarting
-                        })
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                st.start_in_order(due, &myself).await?;
-            }
+            SupMsg::Retry(id) => st.run_sweep(id, &myself).await?,
         }
         Ok(())
     }
@@ -189,11 +218,9 @@ fn new_child(tree: &TreeContext, spec: ChildSpec) -> Result<Child, ActorProcessi
     };
     Ok(Child {
         spec,
-        name,
         node,
         slot,
         cells: vec![None; replicas],
-        generation: 0,
         backoff_step: 0,
         started_at: Instant::now(),
     })
@@ -230,24 +257,19 @@ async fn shutdown_cell(cell: &ActorCell, shutdown: Shutdown) {
 }
 
 impl SupState {
-    fn index_of(&self, name: &str) -> Option<usize> {
-        self.children.iter().position(|c| c.name == name)
+    /// Name and child at position `i`.
+    fn child(&self, i: usize) -> (&String, &Child) {
+        self.children.get_index(i).expect("child index in range")
     }
 
-    fn find_cell(&self, id: ractor::ActorId) -> Option<(usize, usize)> {
-        self.children.iter().enumerate().find_map(|(i, c)| {
-            c.cells
-                .iter()
-                .position(|cell| cell.as_ref().is_some_and(|cell| cell.get_id() == id))
-                .map(|r| (i, r))
-        })
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.children.get_index_of(name)
     }
 
     /// Starts every missing replica of child `i`.
     async fn start_child(&mut self, i: usize, myself: &ActorRef<SupMsg>) -> Result<(), String> {
         let tree = self.tree.clone();
-        let child = &mut self.children[i];
-        child.generation += 1;
+        let (name, child) = self.children.get_index_mut(i).expect("child index");
         for r in 0..child.cells.len() {
             if child.cells[r].is_some() {
                 continue;
@@ -291,6 +313,7 @@ impl SupState {
                         .get_cell()
                 }
             };
+            self.by_cell.insert(cell.get_id(), (name.clone(), r));
             child.cells[r] = Some(cell);
         }
         child.started_at = Instant::now();
@@ -298,17 +321,18 @@ impl SupState {
             .node
             .set_actor_ids(child.cells.iter().flatten().map(|c| c.get_id()).collect());
         child.node.set_status(Status::Running);
-        tree.event("started", &child.name, None);
+        tree.event("started", name, None);
         Ok(())
     }
 
-    /// Stops child `i` (all replicas, reverse order) by its shutdown; it stays stopped.
+    /// Stops child `i` (all replicas, reverse order) by its shutdown and leaves it
+    /// with `status`; a restart of it waits for its sweep.
     async fn stop_child(&mut self, i: usize, status: Status) {
-        let child = &mut self.children[i];
-        child.generation += 1;
+        let (name, child) = self.children.get_index_mut(i).expect("child index");
         let was_running = child.running();
         for r in (0..child.cells.len()).rev() {
             if let Some(cell) = child.cells[r].take() {
+                self.by_cell.remove(&cell.get_id());
                 shutdown_cell(&cell, child.spec.shutdown).await;
                 if let Some(slot) = &child.slot {
                     slot.replica_exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
@@ -318,12 +342,32 @@ impl SupState {
         child.node.set_actor_ids(Vec::new());
         child.node.set_status(status);
         if was_running {
-            self.tree.event("stopped", &child.name, None);
+            self.tree.event("stopped", name, None);
         }
     }
 
-    /// Stops every child in reverse start order.
+    /// Stops every child: in reverse start order, or all at once under
+    /// `simple_one_for_one` (as OTP does: its children have no order).
     async fn stop_all(&mut self) {
+        self.sweeps.clear();
+        if self.strategy == Strategy::SimpleOneForOne {
+            let mut stops = Vec::new();
+            for child in self.children.values_mut() {
+                for (r, cell) in child.cells.iter_mut().enumerate() {
+                    if let Some(cell) = cell.take() {
+                        let (shutdown, slot) = (child.spec.shutdown, child.slot.clone());
+                        stops.push(async move {
+                            shutdown_cell(&cell, shutdown).await;
+                            if let Some(slot) = slot {
+                                slot.replica_exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
+                            }
+                        });
+                    }
+                }
+            }
+            futures::future::join_all(stops).await;
+            self.by_cell.clear();
+        }
         for i in (0..self.children.len()).rev() {
             let status = match self.children[i].node.status() {
                 Status::Failed => Status::Failed,
@@ -331,54 +375,6 @@ impl SupState {
             };
             self.stop_child(i, status).await;
         }
-    }
-
-    /// Starts children in order; a failure counts against intensity and the rest are
-    /// retried by a message to self. `Err` means the supervisor gives up.
-    async fn start_in_order(
-        &mut self,
-        order: Vec<usize>,
-        myself: &ActorRef<SupMsg>,
-    ) -> Result<(), ActorProcessingErr> {
-        for (k, &i) in order.iter().enumerate() {
-            let span = tracing::info_span!("warden.restart", supervisor = %self.name,
-                child = %self.children[i].name);
-            if let Err(e) = self.start_child(i, myself).instrument(span).await {
-                let name = self.children[i].name.clone();
-                tracing::warn!(supervisor = %self.name, child = %name, error = %e, "restart failed");
-                self.tree.event("failed", &name, Some(e.clone()));
-                if !self.window.add_restart(Instant::now()) {
-                    return self
-                        .give_up(format!("child '{name}' failed to restart: {e}"))
-                        .await;
-                }
-                let rest: Vec<(usize, u64)> = order[k..]
-                    .iter()
-                    .map(|&j| {
-                        let c = &mut self.children[j];
-                        c.node.set_status(Status::Restarting);
-                        (j, c.generation)
-                    })
-                    .collect();
-                let delay = self.children[i].next_backoff();
-                match delay {
-                    Some(d) => {
-                        myself.send_after(d, move || SupMsg::Retry(rest));
-                    }
-                    None => myself.cast(SupMsg::Retry(rest))?,
-                }
-                return Ok(());
-            }
-            let c = &self.children[i];
-            c.node.count_restart();
-            if let Some(slot) = &c.slot {
-                slot.stats
-                    .restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            self.tree.event("restarted", &c.name, None);
-        }
-        Ok(())
     }
 }
 
