@@ -34,6 +34,9 @@ pub enum Scenario {
     Admin,
     /// Pingpong without policies and with a limiter that never throttles.
     Policies,
+    /// Internal: the socket variant of `spawn`, in its own process.
+    #[value(hide = true)]
+    SpawnSocket,
     /// Internal: the child process of `resume`.
     #[value(hide = true)]
     ResumeFill,
@@ -165,6 +168,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Pingpong => pingpong::run(n.unwrap_or(1_000_000)).await,
         Scenario::Restart => restart::run(n.unwrap_or(1_000)).await,
         Scenario::Spawn => spawn::run(n.unwrap_or(100_000)).await,
+        Scenario::SpawnSocket => vec![spawn::socket(n.unwrap_or(100_000)).await],
         Scenario::Fanout => fanout::run(n.unwrap_or(1_000), 1_000).await,
         Scenario::Durable => durable::run(n.unwrap_or(3)).await,
         Scenario::Resume => resume::run(n.unwrap_or(100_000)).await,
