@@ -52,7 +52,10 @@ fn ok(conn: &mut Conn, req: Value) -> Value {
 }
 
 fn children(conn: &mut Conn) -> Vec<Value> {
-    let r = ok(conn, json!({"op": "which_children", "supervisor": "sessions"}));
+    let r = ok(
+        conn,
+        json!({"op": "which_children", "supervisor": "sessions"}),
+    );
     r["children"].as_array().unwrap().clone()
 }
 
@@ -68,7 +71,10 @@ fn ten_thousand_spawned_agents_survive_sigkill_with_state_and_mailboxes() {
         );
     });
     fan_out(&s, N, 8, |c, i| {
-        ok(c, json!({"op": "send", "to": format!("s{i}"), "payload": {}}));
+        ok(
+            c,
+            json!({"op": "send", "to": format!("s{i}"), "payload": {}}),
+        );
     });
     // killed with messages still queued or in flight
     d.signal(Signal::SIGKILL);
@@ -78,7 +84,9 @@ fn ten_thousand_spawned_agents_survive_sigkill_with_state_and_mailboxes() {
     let mut conn = s.conn();
     let kids = children(&mut conn);
     assert_eq!(kids.len(), N, "every spawned agent exists again");
-    assert!(kids.iter().all(|k| k["status"] == "running" && k["dynamic"] == true));
+    assert!(kids
+        .iter()
+        .all(|k| k["status"] == "running" && k["dynamic"] == true));
     // each was spawned with count i, handled its message exactly once, and now
     // handles the call: i + 2
     fan_out(&s, N, 8, |c, i| {
@@ -114,7 +122,10 @@ fn delete_is_durable_and_refuses_to_lose_messages() {
     let r = c.req(json!({"op": "delete", "agent": "busy"}));
     assert_eq!(r["error"]["code"], "not_empty", "{r}");
     let m = r["error"]["message"].as_str().unwrap();
-    assert!(m.contains("2 message(s)") && m.contains("dlq purge busy"), "{m}");
+    assert!(
+        m.contains("2 message(s)") && m.contains("dlq purge busy"),
+        "{m}"
+    );
     assert_eq!(
         children(&mut c)
             .iter()
@@ -134,7 +145,10 @@ fn delete_is_durable_and_refuses_to_lose_messages() {
     });
     let r = c.req(json!({"op": "delete", "agent": "b"}));
     assert_eq!(r["error"]["code"], "not_empty", "{r}");
-    ok(&mut c, json!({"op": "dlq_purge", "agent": "b", "all": true}));
+    ok(
+        &mut c,
+        json!({"op": "dlq_purge", "agent": "b", "all": true}),
+    );
     ok(&mut c, json!({"op": "delete", "agent": "b"}));
     ok(&mut c, json!({"op": "delete", "agent": "a"}));
     let r = c.req(json!({"op": "send", "to": "a", "payload": {}}));
@@ -184,7 +198,10 @@ fn add_child_over_the_socket_persists_its_keys() {
     d.wait_exit(T);
     let _d = s.start_ready();
     let mut c = s.conn();
-    let r = ok(&mut c, json!({"op": "which_children", "supervisor": "tools"}));
+    let r = ok(
+        &mut c,
+        json!({"op": "which_children", "supervisor": "tools"}),
+    );
     let t1 = &r["children"][0];
     assert_eq!(
         (&t1["name"], &t1["restart"], &t1["dynamic"]),
