@@ -210,3 +210,102 @@ fn add_child_over_the_socket_persists_its_keys() {
     let r = ok(&mut c, json!({"op": "call", "to": "t1", "payload": {}}));
     assert_eq!(r["reply"]["count"], 2);
 }
+
+#[test]
+fn ctl_spawns_lists_and_deletes() {
+    let s = Sandbox::new(CONFIG);
+    let _d = s.start_ready();
+    let out = s.ctl(&["spawn", "sessions", "u1", "--state", r#"{"count":41}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "u1 started under sessions"
+    );
+    let r = s.ctl_json(&["call", "u1", "{}"]);
+    assert_eq!(r["reply"]["count"], 42);
+    let out = s.ctl(&["children", "sessions"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("u1") && text.contains("1 children, 1 running"),
+        "{text}"
+    );
+    let out = s.ctl(&["spawn", "sessions", "u1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+    let out = s.ctl(&["spawn", "sessions", "u2", "--state", "{nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.ctl(&["delete", "u1"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "u1 deleted");
+}
+
+#[test]
+fn a_dynamic_child_whose_supervisor_left_the_config_waits_on_disk() {
+    let s = Sandbox::new(CONFIG);
+    let mut d = s.start_ready();
+    let mut c = s.conn();
+    ok(
+        &mut c,
+        json!({"op": "spawn", "supervisor": "sessions", "name": "kept", "state": {"count": 9}}),
+    );
+    ok(&mut c, json!({"op": "shutdown"}));
+    assert!(d.wait_exit(T).success());
+    // the supervisor is renamed: the child has nowhere to go, and is not lost
+    let renamed = CONFIG.replace("sessions", "chats");
+    std::fs::write(
+        s.config(),
+        renamed.replace("{dir}", s.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let mut d = s.start_ready();
+    assert!(
+        d.log_text()
+            .contains("a dynamic child's supervisor is not in the config any more"),
+        "{}",
+        d.log_text()
+    );
+    let mut c = s.conn();
+    let r = c.req(json!({"op": "call", "to": "kept", "payload": {}}));
+    assert_eq!(r["error"]["code"], "unknown_agent", "{r}");
+    ok(&mut c, json!({"op": "shutdown"}));
+    assert!(d.wait_exit(T).success());
+    // back in the config: back in the tree, with its state
+    std::fs::write(
+        s.config(),
+        CONFIG.replace("{dir}", s.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let _d = s.start_ready();
+    let mut c = s.conn();
+    let r = ok(&mut c, json!({"op": "call", "to": "kept", "payload": {}}));
+    assert_eq!(r["reply"]["count"], 10, "{r}");
+}
+
+#[test]
+fn spawned_children_follow_the_current_template() {
+    let s = Sandbox::new(CONFIG);
+    let mut d = s.start_ready();
+    let mut c = s.conn();
+    ok(
+        &mut c,
+        json!({"op": "spawn", "supervisor": "sessions", "name": "t"}),
+    );
+    ok(&mut c, json!({"op": "shutdown"}));
+    assert!(d.wait_exit(T).success());
+    let changed = CONFIG.replace(
+        "kind = \"counter\"",
+        "kind = \"counter\"\nrestart = \"temporary\"",
+    );
+    std::fs::write(
+        s.config(),
+        changed.replace("{dir}", s.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let _d = s.start_ready();
+    let mut c = s.conn();
+    assert_eq!(children(&mut c)[0]["restart"], "temporary");
+}

@@ -882,3 +882,16 @@ fn significant_child_must_be_transient_or_temporary() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(key));
     }
 }
+
+#[test]
+fn significant_simple() {
+    let mut o = up(&format!(
+        "[supervisor.root]\nmax_restarts = 100\nchildren = [\"sup\"]\n[supervisor.sup]\nstrategy = \"simple_one_for_one\"\ntemplate = \"session\"\nrestart = \"transient\"\nauto_shutdown = \"any_significant\"\n{}",
+        worker("session", "restart = \"temporary\"\nsignificant = true")
+    ));
+    o.ok(json!({"op": "spawn", "supervisor": "sup", "name": "c1"}));
+    o.ok(json!({"op": "spawn", "supervisor": "sup", "name": "c2"}));
+    o.exit("c1", "normal");
+    o.wait_status("sup", "stopped");
+    assert_eq!(o.status("c2"), "stopped");
+}

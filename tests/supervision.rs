@@ -450,3 +450,38 @@ async fn committed_state_survives_agent_restarts() {
     assert_eq!(inc(&rt, "c").await, (1, 4));
     rt.shutdown(T).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_children_survive_their_supervisors_restart_and_delete_removes_a_subtree() {
+    let tree = SupervisorSpec::new("root")
+        .intensity(100, Duration::from_secs(60))
+        .child(ChildSpec::supervisor(
+            SupervisorSpec::new("crew").child(child("w")),
+        ));
+    let (rt, _) = start(tree).await;
+    rt.add_child("crew", child("extra")).await.unwrap();
+    rt.add_child(
+        "root",
+        ChildSpec::supervisor(SupervisorSpec::new("team").child(child("t1"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inc(&rt, "t1").await, (1, 1));
+    // crew restarts (killed): its added child comes back with it
+    let old = ids(&rt, "extra");
+    rt.kill("crew").await.unwrap();
+    wait_restarted(&rt, "extra", &old).await;
+    assert_eq!(status(&rt, "w"), Status::Running);
+    // declared children cannot be deleted; added ones can, whole subtrees too
+    assert!(matches!(
+        rt.delete_child("w").await,
+        Err(ControlError::Invalid(_))
+    ));
+    rt.delete_child("team").await.unwrap();
+    assert!(rt.tree_context().node("t1").is_none());
+    assert!(rt.agent("t1").is_none());
+    assert_eq!(rt.count_children("root").await.unwrap().specs, 1);
+    // the names are free again
+    rt.add_child("root", child("t1")).await.unwrap();
+    assert_eq!(inc(&rt, "t1").await, (1, 1), "a fresh agent");
+}

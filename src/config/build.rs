@@ -127,13 +127,7 @@ fn named_tables<'a>(
     let mut out = BTreeMap::new();
     for name in group.table.keys() {
         let s = group.table(name)?.expect("key exists");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        {
-            return Err(s.err("", "names may use letters, digits, '_', '-' and '.' only"));
-        }
+        crate::supervision::check_name(name).map_err(|e| s.err("", e))?;
         out.insert(name.clone(), s);
     }
     Ok(out)
