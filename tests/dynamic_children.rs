@@ -309,3 +309,87 @@ fn spawned_children_follow_the_current_template() {
     let mut c = s.conn();
     assert_eq!(children(&mut c)[0]["restart"], "temporary");
 }
+
+/// SIGKILL in the middle of a storm of spawns and deletes: every spawn that was
+/// answered exists afterwards and works; every delete that was answered stays
+/// deleted; nothing half-made is left.
+#[test]
+fn sigkill_during_spawns_and_deletes_keeps_every_answer() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    let s = Sandbox::new(CONFIG);
+    let mut d = s.start_ready();
+    // first 400 agents exist, to be deleted during the storm
+    fan_out(&s, 400, 4, |c, i| {
+        ok(
+            c,
+            json!({"op": "spawn", "supervisor": "sessions", "name": format!("old{i}")}),
+        );
+    });
+    let spawned = Mutex::new(HashSet::new());
+    let deleted = Mutex::new(HashSet::new());
+    let answers = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4usize {
+            let (spawned, deleted, answers) = (&spawned, &deleted, &answers);
+            let mut conn = s.conn();
+            scope.spawn(move || {
+                for i in 0.. {
+                    let (req, name) = if i % 4 == 3 {
+                        let name = format!("old{}", t + 4 * (i / 4));
+                        (json!({"op": "delete", "agent": name}), name)
+                    } else {
+                        let name = format!("new{t}-{i}");
+                        (
+                            json!({"op": "spawn", "supervisor": "sessions", "name": name}),
+                            name,
+                        )
+                    };
+                    let mut line = serde_json::to_vec(&req).unwrap();
+                    line.push(b'\n');
+                    // the daemon dies under us: stop at the first broken answer
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        conn.write_raw(&line);
+                        conn.read()
+                    }));
+                    let Ok(r) = r else { return };
+                    assert_eq!(r["ok"], true, "{req}: {r}");
+                    if req["op"] == "delete" {
+                        deleted.lock().unwrap().insert(name);
+                    } else {
+                        spawned.lock().unwrap().insert(name);
+                    }
+                    answers.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        wait_until_blocking("a storm under way", T, || {
+            answers.load(Ordering::Relaxed) >= 600
+        });
+        d.signal(Signal::SIGKILL);
+    });
+    d.wait_exit(T);
+    let (spawned, deleted) = (spawned.into_inner().unwrap(), deleted.into_inner().unwrap());
+    assert!(!spawned.is_empty() && !deleted.is_empty());
+
+    let _d = s.start_ready();
+    let mut c = s.conn();
+    let kids = children(&mut c);
+    let names: HashSet<String> = kids
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_string())
+        .collect();
+    for n in &spawned {
+        assert!(names.contains(n), "answered spawn {n} lost");
+    }
+    for n in &deleted {
+        assert!(!names.contains(n), "answered delete {n} came back");
+    }
+    assert!(kids.iter().all(|k| k["status"] == "running"));
+    for n in &names {
+        let r = ok(&mut c, json!({"op": "call", "to": n, "payload": {}}));
+        assert_eq!(r["reply"]["count"], 1, "{n}: {r}");
+    }
+}
