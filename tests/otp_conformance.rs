@@ -146,6 +146,11 @@ impl Otp {
     }
 }
 
+/// A fixed restart backoff of `ms`.
+fn backoff(ms: u64) -> String {
+    format!("restart_backoff = {{ initial = \"{ms}ms\", max = \"{ms}ms\", jitter = 0.0 }}")
+}
+
 fn sink(name: &str, rel: &str, extra: &str) -> String {
     format!("[agent.{name}]\nkind = \"sink\"\npath = \"{{dir}}/{rel}/out.jsonl\"\nmailbox = \"memory\"\n{extra}\n")
 }
@@ -485,23 +490,44 @@ fn one_for_one() {
     wait_until_blocking("sup escalated and restarted", T, || o.restarts("sup") == 1);
 }
 
-#[test]
-fn one_for_one_escalation() {
+/// The `*_escalation` cases: every restart of one child fails, so its supervisor
+/// passes its intensity, gives up and stops its other child; being transient (OTP
+/// exits a supervisor that gives up with `shutdown`), it is not restarted by root.
+fn escalation(strategy: &str, broken_first: bool) {
+    let (c1, c2) = if broken_first {
+        (sink("child1", "broken", ""), worker("child2", ""))
+    } else {
+        (worker("child1", ""), sink("child2", "broken", ""))
+    };
     let mut o = nested(
-        "one_for_one",
+        strategy,
         "max_restarts = 4\nwithin = \"1h\"",
         "restart = \"transient\"",
         &["child1", "child2"],
-        &(sink("child1", "c1", "") + &worker("child2", "")),
+        &(c1 + &c2),
     );
-    o.break_sink("c1");
+    o.break_sink("broken");
     o.kill("child1");
-    // every restart of child1 fails: past the intensity, sup gives up, stops child2
-    // and (transient: OTP exits it with `shutdown`) is not restarted by root.
     o.wait_status("sup", "failed");
-    assert_eq!(o.status("child2"), "stopped");
-    assert_eq!(o.restarts("sup"), 0);
-    assert_eq!(o.status("root"), "running");
+    let other = if broken_first { "child2" } else { "child1" };
+    assert_eq!(o.status(other), "stopped", "{strategy}");
+    assert_eq!(o.restarts("sup"), 0, "{strategy}");
+    assert_eq!(o.status("root"), "running", "{strategy}");
+}
+
+#[test]
+fn one_for_one_escalation() {
+    escalation("one_for_one", true);
+}
+
+#[test]
+fn one_for_all_escalation() {
+    escalation("one_for_all", false);
+}
+
+#[test]
+fn rest_for_one_escalation() {
+    escalation("rest_for_one", false);
 }
 
 #[test]
@@ -525,33 +551,17 @@ fn one_for_all() {
     wait_until_blocking("sup escalated", T, || o.restarts("sup") == 1);
 }
 
-#[test]
-fn one_for_all_escalation() {
-    let mut o = nested(
-        "one_for_all",
-        "max_restarts = 4\nwithin = \"1h\"",
-        "restart = \"transient\"",
-        &["child1", "child2"],
-        &(worker("child1", "") + &sink("child2", "c2", "")),
-    );
-    o.break_sink("c2");
-    o.kill("child1");
-    o.wait_status("sup", "failed");
-    assert_eq!(o.status("child1"), "stopped");
-    assert_eq!(o.status("root"), "running");
-}
-
 /// Defect 1 of issue 10: the restart that failed for child2 is redone whole, so
 /// child1, started by the failed try, is stopped again and restarted with child2.
 #[test]
 fn one_for_all_other_child_fails_restart() {
-    let backoff = "restart_backoff = { initial = \"300ms\", max = \"300ms\", jitter = 0.0 }";
+    let backoff = backoff(300);
     let mut o = nested(
         "one_for_all",
         "max_restarts = 10\nwithin = \"1h\"",
         "",
         &["child1", "child2"],
-        &(worker("child1", "") + &sink("child2", "c2", backoff)),
+        &(worker("child1", "") + &sink("child2", "c2", &backoff)),
     );
     o.break_sink("c2");
     let c1 = o.ids("sup", "child1");
@@ -597,29 +607,14 @@ fn rest_for_one() {
 }
 
 #[test]
-fn rest_for_one_escalation() {
-    let mut o = nested(
-        "rest_for_one",
-        "max_restarts = 4\nwithin = \"1h\"",
-        "restart = \"transient\"",
-        &["child1", "child2"],
-        &(worker("child1", "") + &sink("child2", "c2", "")),
-    );
-    o.break_sink("c2");
-    o.kill("child1");
-    o.wait_status("sup", "failed");
-    assert_eq!(o.status("child1"), "stopped");
-}
-
-#[test]
 fn rest_for_one_other_child_fails_restart() {
-    let backoff = "restart_backoff = { initial = \"300ms\", max = \"300ms\", jitter = 0.0 }";
+    let backoff = backoff(300);
     let mut o = nested(
         "rest_for_one",
         "max_restarts = 10\nwithin = \"1h\"",
         "",
         &["child1", "child2", "child3"],
-        &(worker("child1", "") + &worker("child2", "") + &sink("child3", "c3", backoff)),
+        &(worker("child1", "") + &worker("child2", "") + &sink("child3", "c3", &backoff)),
     );
     o.break_sink("c3");
     let (c1, c2) = (o.ids("sup", "child1"), o.ids("sup", "child2"));
@@ -676,13 +671,13 @@ fn simple_one_for_one() {
 /// pending retry, which must then start neither it nor the children after it.
 #[test]
 fn hanging_restart_loop_rest_for_one() {
-    let backoff = "restart_backoff = { initial = \"200ms\", max = \"200ms\", jitter = 0.0 }";
+    let backoff = backoff(200);
     let mut o = nested(
         "rest_for_one",
         "max_restarts = 1000\nwithin = \"1h\"",
         "",
         &["child1", "child2", "child3"],
-        &(worker("child1", "") + &sink("child2", "c2", backoff) + &worker("child3", "")),
+        &(worker("child1", "") + &sink("child2", "c2", &backoff) + &worker("child3", "")),
     );
     o.break_sink("c2");
     o.kill("child2");
@@ -704,13 +699,13 @@ fn hanging_restart_loop_rest_for_one() {
 
 #[test]
 fn hanging_restart_loop() {
-    let backoff = "restart_backoff = { initial = \"200ms\", max = \"200ms\", jitter = 0.0 }";
+    let backoff = backoff(200);
     let mut o = nested(
         "one_for_one",
         "max_restarts = 1000\nwithin = \"1h\"",
         "",
         &["child1"],
-        &sink("child1", "c1", backoff),
+        &sink("child1", "c1", &backoff),
     );
     o.break_sink("c1");
     o.kill("child1");

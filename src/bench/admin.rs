@@ -26,19 +26,8 @@ pub(super) async fn run(secs: u64) -> Vec<BenchResult> {
 async fn one(clients: usize, span: Duration) -> BenchResult {
     let dir = tempfile_dir();
     let rt = Arc::new(sinkhole(&dir.join("store"), Durability::Crash).await);
-    let sock = dir.join("warden.sock");
-    let listener = server::bind(&sock).await.expect("bind");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(AdminCtx {
-        runtime: rt.clone(),
-        shutdown: stop_tx.clone(),
-        limits: Default::default(),
-    });
-    let limits = ServerLimits {
-        max_clients: 1024,
-        idle_timeout: Duration::from_secs(60),
-    };
-    let srv = tokio::spawn(server::serve(listener, sock.clone(), ctx, limits, stop_rx));
+    let served = serve(rt.clone(), &dir).await;
+    let sock = served.socket.clone();
     let start = Instant::now();
     let stop_at = start + span;
     let mut tasks = Vec::new();
@@ -71,8 +60,7 @@ async fn one(clients: usize, span: Duration) -> BenchResult {
         samples.extend(t.await.expect("client"));
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
-    let _ = srv.await;
+    served.stop().await;
     close(rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     let n = samples.len() as u64;
@@ -80,4 +68,44 @@ async fn one(clients: usize, span: Duration) -> BenchResult {
     r.producers = Some(clients as u64);
     r.msgs_per_s = Some(n as f64 / elapsed);
     r
+}
+
+/// The admin server of a bench, on `<dir>/warden.sock`.
+pub(super) struct Served {
+    /// Its socket.
+    pub(super) socket: std::path::PathBuf,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// Stops the server and waits for it.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves the admin protocol for `rt` on `<dir>/warden.sock`, as the daemon does.
+pub(super) async fn serve(rt: Arc<crate::Runtime>, dir: &std::path::Path) -> Served {
+    let socket = dir.join("warden.sock");
+    let listener = server::bind(&socket).await.expect("bind");
+    let (stop, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(AdminCtx {
+        runtime: rt,
+        shutdown: stop.clone(),
+        limits: Default::default(),
+    });
+    let limits = ServerLimits {
+        max_clients: 1024,
+        idle_timeout: Duration::from_secs(600),
+    };
+    let task = tokio::spawn(server::serve(
+        listener,
+        socket.clone(),
+        ctx,
+        limits,
+        stop_rx,
+    ));
+    Served { socket, stop, task }
 }

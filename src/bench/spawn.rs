@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::watch;
 
 use super::durable::{close, tempfile_dir};
 use super::{rss_bytes, BenchResult};
 use crate::actors::{AgentSpec, Kinds, MailboxKind};
-use crate::admin::ops::AdminCtx;
-use crate::admin::server::{self, ServerLimits};
 use crate::store::{Store, StoreOptions};
 use crate::supervision::tree::Durable;
 use crate::supervision::{ChildSpec, Strategy, SupervisorSpec};
@@ -104,19 +101,8 @@ pub(super) async fn socket(n: u64) -> BenchResult {
             .await
             .expect("bench tree starts"),
     );
-    let sock = dir.join("warden.sock");
-    let listener = server::bind(&sock).await.expect("bind");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Arc::new(AdminCtx {
-        runtime: rt.clone(),
-        shutdown: stop_tx.clone(),
-        limits: Default::default(),
-    });
-    let limits = ServerLimits {
-        max_clients: 1024,
-        idle_timeout: Duration::from_secs(600),
-    };
-    let srv = tokio::spawn(server::serve(listener, sock.clone(), ctx, limits, stop_rx));
+    let served = super::admin::serve(rt.clone(), &dir).await;
+    let sock = served.socket.clone();
     let before = rss_bytes();
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -143,8 +129,7 @@ pub(super) async fn socket(n: u64) -> BenchResult {
     }
     let elapsed = t.elapsed().as_secs_f64();
     let after = rss_bytes();
-    let _ = stop_tx.send(true);
-    let _ = srv.await;
+    served.stop().await;
     close(rt).await;
     let _ = std::fs::remove_dir_all(&dir);
     let mut r = BenchResult::new("spawn", n);

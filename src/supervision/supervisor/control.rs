@@ -93,9 +93,7 @@ impl SupState {
         name: &str,
         myself: &ActorRef<SupMsg>,
     ) -> Result<(), ControlError> {
-        let i = self.index_of(name).ok_or_else(|| {
-            ControlError::NotFound(format!("no child '{name}' in '{}'", self.name))
-        })?;
+        let i = self.find(name)?;
         let status = self.children[i].node.status();
         match op {
             ControlOp::Stop => {

@@ -169,9 +169,7 @@ impl SupState {
         name: &str,
         myself: &ActorRef<SupMsg>,
     ) -> Result<(), ControlError> {
-        let i = self.index_of(name).ok_or_else(|| {
-            ControlError::NotFound(format!("no child '{name}' in '{}'", self.name))
-        })?;
+        let i = self.find(name)?;
         if !self.children[i].spec.dynamic {
             return Err(ControlError::Invalid(format!(
                 "'{name}' is declared in the config; only children made at run time (spawn, add_child) can be deleted: stop it, or remove it from the config"

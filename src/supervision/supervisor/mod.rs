@@ -266,6 +266,12 @@ impl SupState {
         self.children.get_index_of(name)
     }
 
+    /// The position of child `name`, or `NotFound`.
+    fn find(&self, name: &str) -> Result<usize, ControlError> {
+        self.index_of(name)
+            .ok_or_else(|| ControlError::NotFound(format!("no child '{name}' in '{}'", self.name)))
+    }
+
     /// Starts every missing replica of child `i`.
     async fn start_child(&mut self, i: usize, myself: &ActorRef<SupMsg>) -> Result<(), String> {
         let tree = self.tree.clone();
