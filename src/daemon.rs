@@ -210,7 +210,10 @@ async fn wait_for_end(
                 tracing::error!(reason = %why, "root supervisor gave up; stopping the daemon");
                 EXIT_FAILED
             }
-            RootExit::Shutdown => EXIT_OK,
+            RootExit::Shutdown => {
+                tracing::info!("the tree stopped itself (root's auto_shutdown); stopping the daemon");
+                EXIT_OK
+            }
         },
     }
 }

@@ -890,3 +890,17 @@ fn significant_simple() {
     o.wait_status("sup", "stopped");
     assert_eq!(o.status("c2"), "stopped");
 }
+
+/// A root with auto shutdown ends the daemon, exit 0, when its significant child
+/// is done: a run-to-completion job.
+#[test]
+fn significant_child_of_root_ends_the_daemon() {
+    let mut o = up(&format!(
+        "[supervisor.root]\nauto_shutdown = \"any_significant\"\nchildren = [\"job\", \"helper\"]\n{}{}",
+        worker("job", "restart = \"transient\"\nsignificant = true"),
+        worker("helper", "")
+    ));
+    o.exit("job", "normal");
+    assert_eq!(o.d.wait_exit(T).code(), Some(0));
+    assert!(o.d.log_text().contains("the tree stopped itself"));
+}
