@@ -4,15 +4,17 @@
 //!
 //! # Layout
 //!
-//! - [`agent`]: the [`Agent`] trait and the [`Context`] a handler works through.
 //! - [`envelope`]: the message on its way: ids, correlation, hops, attempts, deadline.
-//! - [`actors`]: agent slots (stable names, mailboxes, state), host actors, built-in
-//!   kinds (`echo`, `sink`) and fault directives.
-//! - [`supervision`]: supervisor actors, child specs, strategies, restart intensity,
-//!   the tree view and lifecycle events.
+//! - [`actors`]: the [`Agent`] trait and the [`Context`] a handler works through
+//!   ([`agent`]), agent slots (stable names, mailboxes, state), host actors, built-in
+//!   kinds (`echo`, `sink`, `counter`) and fault directives.
+//! - [`supervision`]: supervisor actors, child specs, strategies (including
+//!   `simple_one_for_one`), restart intensity and sweeps, auto shutdown, dynamic
+//!   children, the tree view and lifecycle events.
 //! - [`policies`]: rate limits, backoff, circuit breaker, systemic-failure pause.
 //! - [`store`]: the sled store: durable mailboxes, attempts, state, dead letters,
-//!   idempotency keys; group commit; recovery and quarantine.
+//!   idempotency keys, dynamic children; group commit; recovery, quarantine, the
+//!   high-water mark and the daemon-death suspects.
 //! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
 //! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
 //! - [`admin`]: the admin socket (newline-delimited JSON) and `warden ctl`.
@@ -29,7 +31,6 @@
 
 pub mod actors;
 pub mod admin;
-pub mod agent;
 pub mod bench;
 pub mod chaos;
 pub mod cli;
@@ -43,6 +44,7 @@ pub mod supervision;
 pub mod telemetry;
 mod util;
 
+pub use actors::agent;
 pub use agent::{Agent, AgentError, Context, ErrorKind};
 pub use envelope::{Envelope, MessageId};
 pub use runtime::{RootExit, Runtime};

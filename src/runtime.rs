@@ -206,7 +206,7 @@ impl Runtime {
             tree,
             root_name,
             guardian,
-            root,
+            root: root.into(),
             exit: rx,
         })
     }
@@ -296,6 +296,7 @@ impl Runtime {
     fn supervisor_ref(&self, name: &str) -> Result<ActorRef<SupMsg>, ControlError> {
         self.tree
             .supervisor(name)
+            .map(ActorRef::from)
             .ok_or_else(|| ControlError::NotFound(format!("no supervisor '{name}'")))
     }
 

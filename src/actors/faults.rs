@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::agent::{AgentError, Context};
+use crate::actors::agent::{AgentError, Context};
 
 /// What the directive asks of this delivery.
 pub(crate) enum Fault {
@@ -48,7 +48,7 @@ pub(crate) fn directive(payload: &Value, attempt: u32) -> Option<Fault> {
         "stop" => Fault::Stop(
             obj.get("reason")
                 .and_then(Value::as_str)
-                .unwrap_or(crate::supervision::EXIT_NORMAL)
+                .unwrap_or(crate::actors::exit::EXIT_NORMAL)
                 .to_string(),
         ),
         "abort" => Fault::Abort(Duration::from_millis(

@@ -21,8 +21,9 @@ use tracing::Instrument;
 use super::faults;
 use super::kinds::BuildFn;
 use super::slot::{AgentSlot, DeadReason, Next, Parts};
+pub use super::wake::HostMsg;
 use super::Registry;
-use crate::agent::{Agent, AgentError, Context, ErrorKind};
+use crate::actors::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
 use crate::policies::rate_limit::{Limiter, Refused};
 use crate::store::{Batch, StoreError};
@@ -34,13 +35,6 @@ pub const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
 pub const BURST: usize = 64;
 /// Longest burst before the host yields.
 pub const BURST_TIME: Duration = Duration::from_millis(2);
-
-/// Control messages of a host.
-#[derive(Debug)]
-pub enum HostMsg {
-    /// Look at the mailbox.
-    Wake,
-}
 
 /// The actor type of an agent replica.
 pub struct AgentHost;
@@ -156,7 +150,7 @@ impl Actor for AgentHost {
             let env = match st.slot.next(st.replica, &myself) {
                 Next::Idle => return Ok(()),
                 Next::Stale => {
-                    myself.stop(Some(crate::supervision::EXIT_SHUTDOWN.to_string()));
+                    myself.stop(Some(crate::actors::exit::EXIT_SHUTDOWN.to_string()));
                     return Ok(());
                 }
                 Next::WaitFor(d) => {
@@ -353,7 +347,7 @@ async fn commit(
             to.abort_emit();
         }
         return Ok(Outcome::Done {
-            exit: Some(crate::supervision::EXIT_SHUTDOWN.into()),
+            exit: Some(crate::actors::exit::EXIT_SHUTDOWN.into()),
         });
     }
     // What follows the commit runs where its outcome is known (the committer thread),

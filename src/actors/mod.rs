@@ -4,13 +4,21 @@
 //! for the daemon's life) plus one [`host::AgentHost`] actor per replica (replaced on
 //! every restart). Senders address the slot through the [`registry::Registry`], so
 //! restarts are invisible to them.
+//!
+//! This layer stands on the store, the envelope and the policies, and knows
+//! nothing of supervision: supervisors start agents through [`worker`], and learn
+//! of their exits through the reasons in [`exit`].
 
+pub mod agent;
+pub mod event;
+pub mod exit;
 pub(crate) mod faults;
 pub mod host;
 pub mod kinds;
 pub mod registry;
 pub mod slot;
 pub mod spec;
+pub mod wake;
 
 pub use kinds::{KindInfo, Kinds};
 pub use registry::{CallError, Registry, SendOptions};

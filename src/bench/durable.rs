@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::BenchResult;
+use crate::actors::agent::{Agent, AgentError, Context};
 use crate::actors::{AgentSpec, Kinds, Registry, SendOptions};
-use crate::agent::{Agent, AgentError, Context};
 use crate::config::Durability;
 use crate::store::{Store, StoreOptions};
 use crate::supervision::tree::Durable;

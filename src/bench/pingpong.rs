@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::BenchResult;
+use crate::actors::agent::{Agent, AgentError, Context};
 use crate::actors::{AgentSpec, Kinds, MailboxKind};
-use crate::agent::{Agent, AgentError, Context};
 use crate::supervision::{ChildSpec, SupervisorSpec};
 use crate::Runtime;
 

@@ -66,18 +66,7 @@ pub struct TelemetryConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// `[limits.NAME]`: a token bucket shared by the agents that list it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LimitSpec {
-    /// Requests per second (or per minute, below; exactly one is set).
-    pub requests_per_second: Option<f64>,
-    /// Requests per minute.
-    pub requests_per_minute: Option<f64>,
-    /// Weighted tokens per minute.
-    pub tokens_per_minute: Option<f64>,
-    /// Requests allowed at once above the steady rate.
-    pub burst: Option<u32>,
-}
+pub use crate::policies::rate_limit::LimitSpec;
 
 /// A whole, valid config.
 #[derive(Debug, Clone)]

@@ -24,7 +24,18 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::config::LimitSpec;
+/// `[limits.NAME]`: a token bucket shared by the agents that list it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitSpec {
+    /// Requests per second (or per minute, below; exactly one is set).
+    pub requests_per_second: Option<f64>,
+    /// Requests per minute.
+    pub requests_per_minute: Option<f64>,
+    /// Weighted tokens per minute.
+    pub tokens_per_minute: Option<f64>,
+    /// Requests allowed at once above the steady rate.
+    pub burst: Option<u32>,
+}
 
 /// Counters of one limiter, monotonic since start.
 #[derive(Debug, Default)]
@@ -129,11 +140,6 @@ impl Limiter {
             paused_until: Mutex::new(None),
             stats: LimiterStats::default(),
         }
-    }
-
-    /// The limiter's name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     fn pause_left(&self) -> Option<Duration> {

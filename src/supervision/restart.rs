@@ -11,12 +11,7 @@ use ractor::SupervisionEvent;
 
 use super::spec::Restart;
 
-/// Exit reason a host or supervisor gives when it stops on its own, normally.
-pub const EXIT_NORMAL: &str = "normal";
-/// Exit reason of a child stopped by its supervisor.
-pub const EXIT_SHUTDOWN: &str = "shutdown";
-/// How the exit reason of a supervisor that gave up begins.
-pub const EXIT_GAVE_UP: &str = "gave up: ";
+pub use crate::actors::exit::{EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};
 
 /// Why a child's actor ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

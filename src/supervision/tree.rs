@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ractor::{ActorId, ActorRef};
+use ractor::{ActorCell, ActorId};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use indexmap::IndexMap;
 
 use super::spec::{ChildKind, ChildSpec, SupervisorSpec};
-use super::supervisor::SupMsg;
+pub use crate::actors::event::TreeEvent;
 use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
 use crate::policies::breaker::BreakerState;
@@ -109,20 +109,6 @@ impl Node {
     }
 }
 
-/// A lifecycle event, as `watch` streams it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TreeEvent {
-    /// `started`, `failed`, `restarted`, `escalated`, `dead_lettered`, `stopped`.
-    pub event: &'static str,
-    /// The node (or agent) concerned.
-    pub name: String,
-    /// Why, where there is a reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When (ms since the epoch).
-    pub at_ms: u64,
-}
-
 /// A snapshot of one node and its subtree (the `tree` op's shape).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TreeSnapshot {
@@ -184,7 +170,7 @@ pub struct TreeContext {
     pub limits: Limits,
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
-    supervisors: RwLock<HashMap<String, ActorRef<SupMsg>>>,
+    supervisors: RwLock<HashMap<String, ActorCell>>,
     /// Children added at run time, by supervisor, in start order: a supervisor
     /// that restarts starts them again after its declared children.
     dynamic: Mutex<HashMap<String, IndexMap<String, ChildSpec>>>,
@@ -441,8 +427,9 @@ impl TreeContext {
             .cloned()
     }
 
-    /// The running incarnation of supervisor `name`.
-    pub(crate) fn supervisor(&self, name: &str) -> Option<ActorRef<SupMsg>> {
+    /// The running incarnation of supervisor `name` (its actor; the supervisor
+    /// module types it).
+    pub(crate) fn supervisor(&self, name: &str) -> Option<ActorCell> {
         self.supervisors
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -450,7 +437,7 @@ impl TreeContext {
             .cloned()
     }
 
-    pub(crate) fn set_supervisor(&self, name: &str, r: ActorRef<SupMsg>) {
+    pub(crate) fn set_supervisor(&self, name: &str, r: ActorCell) {
         self.supervisors
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::KindInfo;
-use crate::agent::{Agent, AgentError, Context};
+use crate::actors::agent::{Agent, AgentError, Context};
 
 struct Counter;
 

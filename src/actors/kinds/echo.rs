@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::KindInfo;
-use crate::agent::{Agent, AgentError, Context};
+use crate::actors::agent::{Agent, AgentError, Context};
 
 struct Echo {
     to: Vec<String>,

@@ -11,8 +11,8 @@ pub mod sink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::actors::agent::Agent;
 use crate::actors::AgentSpec;
-use crate::agent::Agent;
 
 /// Builds a fresh behaviour for one incarnation of an agent; an `Err` is a start failure.
 pub type BuildFn = dyn Fn(&AgentSpec) -> Result<Box<dyn Agent>, String> + Send + Sync;

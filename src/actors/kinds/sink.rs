@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::KindInfo;
-use crate::agent::{Agent, AgentError, Context};
+use crate::actors::agent::{Agent, AgentError, Context};
 
 struct Sink {
     file: File,

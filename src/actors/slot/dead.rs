@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{wake, AgentSlot, Inner};
+use crate::actors::event::TreeEvent;
 use crate::envelope::{now_ms, Envelope, MessageId};
 use crate::store::dead::{DeadLetter, DeadReason};
 use crate::store::{mailbox, Batch};
-use crate::supervision::TreeEvent;
 
 impl AgentSlot {
     pub(super) fn write_dead(&self, d: &DeadLetter, batch: &mut Batch) {

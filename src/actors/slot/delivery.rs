@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{owner_id, take_settled, take_waker, wake, AgentSlot, InFlight, Next};
-use crate::actors::host::HostMsg;
+use crate::actors::wake::HostMsg;
 use crate::envelope::Envelope;
 use crate::policies::breaker::BreakerState;
 use crate::policies::systemic::{Admit, Verdict};

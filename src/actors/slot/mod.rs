@@ -34,13 +34,13 @@ use tokio::time::Instant;
 use ractor::{ActorCell, ActorId, ActorRef};
 use serde_json::Value;
 
-use super::host::HostMsg;
+use super::event::TreeEvent;
+use super::wake::HostMsg;
 use super::AgentSpec;
 use crate::envelope::{now_ms, Envelope};
 use crate::policies::breaker::Breaker;
 use crate::policies::systemic::Systemic;
 use crate::store::{Batch, IdemMap, RecoveredAgent, Store};
-use crate::supervision::TreeEvent;
 
 mod accept;
 mod dead;

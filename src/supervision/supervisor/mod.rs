@@ -132,7 +132,7 @@ impl Actor for Supervisor {
         args: SupervisorArgs,
     ) -> Result<SupState, ActorProcessingErr> {
         let SupervisorArgs { spec, tree } = args;
-        tree.set_supervisor(&spec.name, myself.clone());
+        tree.set_supervisor(&spec.name, myself.get_cell());
         let mut children = IndexMap::with_capacity(spec.children.len());
         let dynamic = tree.dynamic_children(&spec.name);
         for c in spec.children.into_iter().chain(dynamic) {

@@ -243,7 +243,7 @@ impl Context {
     /// Asks the runtime to stop this agent normally once this message is committed.
     /// A `transient` or `temporary` agent stays stopped; a `permanent` one is restarted.
     pub fn stop(&mut self) {
-        self.exit = Some(crate::supervision::EXIT_NORMAL.into());
+        self.exit = Some(crate::actors::exit::EXIT_NORMAL.into());
     }
 
     /// Asks the runtime to end this agent with `reason` once this message is
