@@ -19,8 +19,10 @@ pub mod registry;
 pub mod slot;
 pub mod spec;
 pub mod wake;
+pub mod worker;
 
 pub use kinds::{KindInfo, Kinds};
 pub use registry::{CallError, Registry, SendOptions};
 pub use slot::{AgentSlot, AgentStats, DeadLetter, DeadReason, SendError};
 pub use spec::{AgentSpec, MailboxKind};
+pub use worker::AgentWorker;

@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 
 use super::spec::{ChildKind, ChildSpec, SupervisorSpec};
 pub use crate::actors::event::TreeEvent;
-use crate::actors::{AgentSlot, Kinds, MailboxKind, Registry};
+use crate::actors::{AgentSlot, AgentWorker, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
 use crate::policies::breaker::BreakerState;
 use crate::policies::rate_limit::Limits;
@@ -171,6 +171,8 @@ pub struct TreeContext {
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
     supervisors: RwLock<HashMap<String, ActorCell>>,
+    /// How supervisors run each agent (made with its slot).
+    workers: RwLock<HashMap<String, Arc<AgentWorker>>>,
     /// Children added at run time, by supervisor, in start order: a supervisor
     /// that restarts starts them again after its declared children.
     dynamic: Mutex<HashMap<String, IndexMap<String, ChildSpec>>>,
@@ -205,6 +207,7 @@ impl TreeContext {
             nodes: RwLock::new(HashMap::new()),
             parents: RwLock::new(HashMap::new()),
             supervisors: RwLock::new(HashMap::new()),
+            workers: RwLock::new(HashMap::new()),
             dynamic: Mutex::new(HashMap::new()),
             next_order: AtomicU64::new(next_order),
             events: broadcast::channel(1024).0,
@@ -258,9 +261,18 @@ impl TreeContext {
         self.next_order.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How supervisors run agent `name`.
+    pub(crate) fn worker(&self, name: &str) -> Option<Arc<AgentWorker>> {
+        self.workers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Removes a dynamic child of `supervisor` and its subtree: nodes, slots, the
-    /// tree view's entry. Returns the agents removed.
-    pub(crate) fn remove_child(&self, supervisor: &str, name: &str) -> Vec<Arc<AgentSlot>> {
+    /// tree view's entry. Returns the names of the agents removed.
+    pub(crate) fn remove_child(&self, supervisor: &str, name: &str) -> Vec<String> {
         if let Some(m) = self
             .dynamic
             .lock()
@@ -281,7 +293,7 @@ impl TreeContext {
         removed
     }
 
-    fn remove_nodes(&self, name: &str, removed: &mut Vec<Arc<AgentSlot>>) {
+    fn remove_nodes(&self, name: &str, removed: &mut Vec<String>) {
         let node = self
             .nodes
             .write()
@@ -294,7 +306,14 @@ impl TreeContext {
         let Some(node) = node else { return };
         let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
         match kind {
-            NodeKind::Agent { .. } => removed.extend(self.registry.remove(name)),
+            NodeKind::Agent { .. } => {
+                self.registry.remove(name);
+                self.workers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                removed.push(name.to_string());
+            }
             NodeKind::Supervisor { children, .. } => {
                 self.supervisors
                     .write()
@@ -312,13 +331,13 @@ impl TreeContext {
     }
 
     /// The agents in the subtree at `name` (itself, if an agent).
-    pub(crate) fn agents_under(&self, name: &str) -> Vec<Arc<AgentSlot>> {
+    pub(crate) fn agents_under(&self, name: &str) -> Vec<Arc<AgentWorker>> {
         let Some(node) = self.node(name) else {
             return Vec::new();
         };
         let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
         match kind {
-            NodeKind::Agent { .. } => self.registry.get(name).into_iter().collect(),
+            NodeKind::Agent { .. } => self.worker(name).into_iter().collect(),
             NodeKind::Supervisor { children, .. } => {
                 children.iter().flat_map(|c| self.agents_under(c)).collect()
             }
@@ -375,7 +394,19 @@ impl TreeContext {
                     _ => AgentSlot::new(a.clone()),
                 };
                 slot.set_events(self.events.clone());
-                self.registry.insert(Arc::new(slot))
+                let slot = Arc::new(slot);
+                let worker = AgentWorker::new(
+                    slot.clone(),
+                    self.registry.clone(),
+                    &self.kinds,
+                    &self.limits,
+                )?;
+                self.registry.insert(slot)?;
+                self.workers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(a.name.clone(), Arc::new(worker));
+                Ok(())
             }
             ChildKind::Supervisor(s) => self.add_supervisor_nodes(s, Some(parent)),
         }

@@ -13,10 +13,13 @@
 //!   The check and the refusal of further sends are one step, after the child has
 //!   stopped; if messages arrived meanwhile, the child is started again.
 
+use std::sync::Arc;
+
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
 
 use super::{new_child, ControlError, SupMsg, SupState};
+use crate::actors::AgentWorker;
 use crate::store::children::{self, ChildRecord};
 use crate::store::Batch;
 use crate::supervision::spec::{check_name, AutoShutdown, ChildKind, ChildSpec, Strategy};
@@ -175,13 +178,14 @@ impl SupState {
                 "'{name}' is declared in the config; only children made at run time (spawn, add_child) can be deleted: stop it, or remove it from the config"
             )));
         }
-        let slots = self.tree.agents_under(name);
-        let left = |slots: &[std::sync::Arc<crate::actors::AgentSlot>]| {
-            slots.iter().fold((0, 0), |(l, d), s| {
-                (l + s.pending() + s.in_flight(), d + s.dead_count())
+        let agents = self.tree.agents_under(name);
+        let left = |agents: &[Arc<AgentWorker>]| {
+            agents.iter().fold((0, 0), |(l, d), a| {
+                let (live, dead) = a.backlog();
+                (l + live, d + dead)
             })
         };
-        let (live, dead) = left(&slots);
+        let (live, dead) = left(&agents);
         if live + dead > 0 {
             return Err(ControlError::NotEmpty {
                 name: name.to_string(),
@@ -192,10 +196,10 @@ impl SupState {
         let was_running = self.children[i].running();
         self.stop_child(i, Status::Stopped).await;
         self.cancel_from(i);
-        let mut closed: Vec<std::sync::Arc<crate::actors::AgentSlot>> = Vec::new();
-        for s in &slots {
-            if s.close_if_empty().is_err() {
-                let (live, dead) = left(&slots);
+        let mut closed: Vec<&Arc<AgentWorker>> = Vec::new();
+        for a in &agents {
+            if a.close_if_empty().is_err() {
+                let (live, dead) = left(&agents);
                 for c in &closed {
                     c.reopen();
                 }
@@ -208,7 +212,7 @@ impl SupState {
                     dead,
                 });
             }
-            closed.push(s.clone());
+            closed.push(a);
         }
         self.children.shift_remove(name);
         let removed = self.tree.remove_child(&self.name, name);
@@ -216,8 +220,8 @@ impl SupState {
         if let Some(d) = &self.tree.durable {
             let mut batch = Batch::default();
             children::remove(&mut batch, &self.name, name);
-            for s in &removed {
-                d.store.forget_agent(&s.name, &mut batch);
+            for agent in &removed {
+                d.store.forget_agent(agent, &mut batch);
             }
             d.store
                 .commit(batch)

@@ -47,9 +47,9 @@ impl SupState {
         child.cells[r] = None;
         let own_failure = matches!(exit, Exit::Crash { failed: true, .. });
         let had_message = child
-            .slot
+            .agent
             .as_ref()
-            .is_some_and(|s| s.replica_exited(r, id, &reason, own_failure));
+            .is_some_and(|a| a.exited(r, id, &reason, own_failure));
         let attributed = had_message && own_failure;
         if exit.is_abnormal() {
             tracing::warn!(supervisor = %self.name, child = %name, reason = %reason, "child failed");

@@ -41,8 +41,7 @@ use super::intensity::IntensityWindow;
 use super::restart::{Exit, EXIT_SHUTDOWN};
 use super::spec::{AutoShutdown, ChildKind, ChildSpec, Shutdown, Strategy, SupervisorSpec};
 use super::tree::{Node, Status, TreeContext};
-use crate::actors::host::{AgentHost, HostArgs};
-use crate::actors::AgentSlot;
+use crate::actors::AgentWorker;
 
 mod control;
 mod dynamic;
@@ -90,7 +89,8 @@ pub struct SupervisorArgs {
 struct Child {
     spec: ChildSpec,
     node: Arc<Node>,
-    slot: Option<Arc<AgentSlot>>,
+    /// Agents: how to run it.
+    agent: Option<Arc<AgentWorker>>,
     cells: Vec<Option<ActorCell>>,
     backoff_step: u32,
     started_at: Instant,
@@ -212,14 +212,20 @@ fn new_child(tree: &TreeContext, spec: ChildSpec) -> Result<Child, ActorProcessi
     let node = tree
         .node(&name)
         .ok_or_else(|| format!("no node for child '{name}'"))?;
-    let (slot, replicas) = match &spec.kind {
-        ChildKind::Agent(a) => (tree.registry.get(&name), a.replicas as usize),
+    let (agent, replicas) = match &spec.kind {
+        ChildKind::Agent(_) => {
+            let w = tree
+                .worker(&name)
+                .ok_or_else(|| format!("no agent '{name}' in the tree"))?;
+            let n = w.replicas();
+            (Some(w), n)
+        }
         ChildKind::Supervisor(_) => (None, 1),
     };
     Ok(Child {
         spec,
         node,
-        slot,
+        agent,
         cells: vec![None; replicas],
         backoff_step: 0,
         started_at: Instant::now(),
@@ -281,31 +287,9 @@ impl SupState {
                 continue;
             }
             let cell = match &child.spec.kind {
-                ChildKind::Agent(a) => {
-                    let kind = tree
-                        .kinds
-                        .get(&a.kind)
-                        .ok_or_else(|| format!("unknown kind '{}'", a.kind))?;
-                    let args = HostArgs {
-                        slot: child.slot.clone().ok_or("agent has no slot")?,
-                        replica: r,
-                        registry: tree.registry.clone(),
-                        build: kind.build.clone(),
-                        limiters: a
-                            .limits
-                            .iter()
-                            .map(|l| {
-                                tree.limits
-                                    .get(l)
-                                    .ok_or_else(|| format!("no limiter '{l}'"))
-                            })
-                            .collect::<Result<_, _>>()?,
-                    };
-                    AgentHost::spawn_linked(None, AgentHost, args, myself.get_cell())
-                        .await
-                        .map_err(|e| spawn_reason(&e))?
-                        .0
-                        .get_cell()
+                ChildKind::Agent(_) => {
+                    let agent = child.agent.as_ref().ok_or("agent has no worker")?;
+                    agent.start(r, myself.get_cell()).await?
                 }
                 ChildKind::Supervisor(s) => {
                     let args = SupervisorArgs {
@@ -340,8 +324,8 @@ impl SupState {
             if let Some(cell) = child.cells[r].take() {
                 self.by_cell.remove(&cell.get_id());
                 shutdown_cell(&cell, child.spec.shutdown).await;
-                if let Some(slot) = &child.slot {
-                    slot.replica_exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
+                if let Some(agent) = &child.agent {
+                    agent.exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
                 }
             }
         }
@@ -361,11 +345,11 @@ impl SupState {
             for child in self.children.values_mut() {
                 for (r, cell) in child.cells.iter_mut().enumerate() {
                     if let Some(cell) = cell.take() {
-                        let (shutdown, slot) = (child.spec.shutdown, child.slot.clone());
+                        let (shutdown, agent) = (child.spec.shutdown, child.agent.clone());
                         stops.push(async move {
                             shutdown_cell(&cell, shutdown).await;
-                            if let Some(slot) = slot {
-                                slot.replica_exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
+                            if let Some(agent) = agent {
+                                agent.exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
                             }
                         });
                     }

@@ -141,10 +141,8 @@ impl SupState {
             }
             let c = &self.children[i];
             c.node.count_restart();
-            if let Some(slot) = &c.slot {
-                slot.stats
-                    .restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(agent) = &c.agent {
+                agent.restarted();
             }
             self.tree.event("restarted", &name, None);
         }
