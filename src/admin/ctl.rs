@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::client::{Client, ClientError};
-use super::render::human;
+use super::ops::render;
 
 /// Where the default config puts the socket.
 pub const DEFAULT_SOCKET: &str = "var/warden/warden.sock";
@@ -297,7 +297,7 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
     if args.json {
         println!("{result}");
     } else {
-        println!("{}", human(op, &result));
+        println!("{}", render(op, &result));
     }
     Ok(())
 }

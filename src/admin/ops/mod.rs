@@ -1,19 +1,17 @@
-//! The admin ops: each file parses nothing (the protocol did), applies the request
-//! to the runtime, and encodes the result object; [`apply`] dispatches on [`Op`].
-
-mod children;
-mod info;
-mod lifecycle;
-mod mailbox;
-mod send;
+//! The admin ops, one file each: its fields (`Req`, parsed with unknown fields
+//! refused), `apply` (the request against the runtime, giving the result object)
+//! and `render` (how `warden ctl` shows that result to a person). [`Op`], the op
+//! list [`OPS`], parsing, dispatch and rendering are all derived from the one table
+//! in the `ops!` invocation below, so adding an op is adding a file and a line.
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use tokio::sync::watch;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
-use super::protocol::{AdminError, Op};
+use super::protocol::AdminError;
 use crate::actors::SendError;
+use crate::admin::render::{s, short, table};
 use crate::supervision::ControlError;
 use crate::Runtime;
 
@@ -22,7 +20,7 @@ pub struct AdminCtx {
     /// The running tree.
     pub runtime: Arc<Runtime>,
     /// Set to true to make the daemon shut down gracefully.
-    pub shutdown: watch::Sender<bool>,
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The config's limiters, by name (`add_child` checks an agent's `limits`).
     pub limits: std::collections::BTreeMap<String, crate::config::LimitSpec>,
 }
@@ -35,35 +33,105 @@ pub enum Outcome {
     Watch,
 }
 
-/// Applies one op.
-pub async fn apply(op: Op, ctx: &AdminCtx) -> Outcome {
-    let r = match op {
-        Op::Hello(h) => info::hello(h),
-        Op::Ping => info::ping(),
-        Op::Tree => info::tree(ctx),
-        Op::Stats => info::stats(ctx),
-        Op::Send(s) => send::send(s, ctx).await,
-        Op::Call(c) => send::call(c, ctx).await,
-        Op::Kill(a) => lifecycle::kill(a, ctx).await,
-        Op::Resume(a) => lifecycle::resume(a, ctx),
-        Op::Restart(a) => lifecycle::restart(a, ctx).await,
-        Op::Stop(a) => lifecycle::stop(a, ctx).await,
-        Op::Start(a) => lifecycle::start(a, ctx).await,
-        Op::Spawn(r) => children::spawn(r, ctx).await,
-        Op::AddChild(r) => children::add_child(r, ctx).await,
-        Op::Delete(a) => children::delete(a, ctx).await,
-        Op::WhichChildren(r) => children::which(r, ctx).await,
-        Op::Mailbox(m) => mailbox::peek(m, ctx),
-        Op::DlqList(l) => mailbox::dlq_list(l, ctx),
-        Op::DlqReplay(p) => mailbox::dlq_replay(p, ctx),
-        Op::DlqPurge(p) => mailbox::dlq_purge(p, ctx),
-        Op::Watch => return Outcome::Watch,
-        Op::Shutdown => {
-            let _ = ctx.shutdown.send(true);
-            Ok(serde_json::json!({"shutting_down": true}))
+impl From<Result<Value, AdminError>> for Outcome {
+    fn from(r: Result<Value, AdminError>) -> Self {
+        Outcome::Reply(r)
+    }
+}
+
+macro_rules! ops {
+    ($( $variant:ident = $module:ident : $name:literal $(| $alias:literal)* ),* $(,)?) => {
+        $( mod $module; )*
+
+        /// A parsed request: one variant per op, holding that op's fields.
+        #[derive(Debug)]
+        pub(crate) enum Op {
+            $( $variant($module::Req), )*
+        }
+
+        /// Every op name (aliases included), in table order.
+        pub const OPS: &[&str] = &[$( $name, $( $alias, )* )*];
+
+        impl Op {
+            /// Parses the fields of op `name`; `None` when there is no such op.
+            pub(crate) fn parse(
+                name: &str,
+                fields: Map<String, Value>,
+            ) -> Option<Result<Op, AdminError>> {
+                Some(match name {
+                    $( $name $(| $alias)* => fields_of::<$module::Req>($name, fields).map(Op::$variant), )*
+                    _ => return None,
+                })
+            }
+        }
+
+        /// Applies one op.
+        pub(crate) async fn apply(op: Op, ctx: &AdminCtx) -> Outcome {
+            match op {
+                $( Op::$variant(r) => $module::apply(r, ctx).await.into(), )*
+            }
+        }
+
+        /// How `warden ctl` shows the result of op `name` to a person.
+        pub(crate) fn render(name: &str, result: &Value) -> String {
+            match name {
+                $( $name $(| $alias)* => $module::render(result), )*
+                _ => result.to_string(),
+            }
         }
     };
-    Outcome::Reply(r)
+}
+
+ops! {
+    Hello = hello: "hello",
+    Ping = ping: "ping",
+    Tree = tree: "tree",
+    Stats = stats: "stats",
+    Send = send: "send",
+    Call = call: "call",
+    Kill = kill: "kill",
+    Restart = restart: "restart",
+    Stop = stop: "stop",
+    Start = start: "start",
+    Resume = resume: "resume",
+    Spawn = spawn: "spawn",
+    AddChild = add_child: "add_child",
+    Delete = delete: "delete" | "delete_child",
+    WhichChildren = which_children: "which_children",
+    Mailbox = mailbox: "mailbox",
+    DlqList = dlq_list: "dlq_list",
+    DlqReplay = dlq_replay: "dlq_replay",
+    DlqPurge = dlq_purge: "dlq_purge",
+    Watch = watch: "watch",
+    Shutdown = shutdown: "shutdown",
+}
+
+mod dlq;
+
+fn fields_of<T: serde::de::DeserializeOwned>(
+    op: &str,
+    rest: Map<String, Value>,
+) -> Result<T, AdminError> {
+    serde_json::from_value(Value::Object(rest))
+        .map_err(|e| AdminError::bad_request(format!("{op}: {e}")))
+}
+
+/// The fields of an op that takes none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoFields {}
+
+/// Fields of ops that name one child.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AgentReq {
+    /// The agent (or supervisor, for lifecycle ops).
+    agent: String,
+}
+
+/// The result of a lifecycle op on one child.
+fn done(op: &str, agent: &str) -> Value {
+    json!({"op": op, "agent": agent, "done": true})
 }
 
 impl From<SendError> for AdminError {

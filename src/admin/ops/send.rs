@@ -1,36 +1,47 @@
-//! `send` and `call`: accept a message; or accept it and wait for the reply.
+//! `send`: accept a message; answered once it is accepted (durable: flushed).
 
-use std::time::Duration;
-
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{duration, AdminCtx};
-use crate::actors::{CallError, SendOptions};
-use crate::admin::protocol::{AdminError, CallReq, SendReq};
+use super::{duration, s, AdminCtx};
+use crate::actors::SendOptions;
+use crate::admin::protocol::AdminError;
 
-pub(super) async fn send(s: SendReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
+/// `send`'s fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Req {
+    /// Recipient.
+    to: String,
+    /// Payload (any JSON).
+    payload: Value,
+    /// Idempotency key.
+    key: Option<String>,
+    /// Correlation id.
+    correlation: Option<String>,
+    /// Deadline of the correlation, a duration such as `"30s"`.
+    deadline: Option<String>,
+}
+
+pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let opts = SendOptions {
-        correlation: s.correlation,
-        key: s.key,
-        deadline: s
+        correlation: r.correlation,
+        key: r.key,
+        deadline: r
             .deadline
             .as_deref()
             .map(|d| duration("deadline", d))
             .transpose()?,
         reply_to: None,
     };
-    let sent = ctx.runtime.send_with(&s.to, s.payload, opts).await?;
+    let sent = ctx.runtime.send_with(&r.to, r.payload, opts).await?;
     Ok(json!({"message_id": sent.message_id.to_string(), "duplicate": sent.duplicate}))
 }
 
-pub(super) async fn call(c: CallReq, ctx: &AdminCtx) -> Result<Value, AdminError> {
-    let timeout = match c.timeout.as_deref() {
-        Some(t) => duration("timeout", t)?,
-        None => Duration::from_secs(30),
-    };
-    match ctx.runtime.call(&c.to, c.payload, timeout).await {
-        Ok(reply) => Ok(json!({"reply": reply})),
-        Err(CallError::Send(e)) => Err(e.into()),
-        Err(e @ CallError::Timeout { .. }) => Err(AdminError::new("timeout", e.to_string())),
+pub(super) fn render(r: &Value) -> String {
+    if r["duplicate"] == json!(true) {
+        format!("duplicate of {} (nothing enqueued)", s(&r["message_id"]))
+    } else {
+        format!("accepted {}", s(&r["message_id"]))
     }
 }

@@ -1,33 +1,15 @@
-//! `hello`, `ping`, `tree`, `stats`: what the daemon is and how it is doing.
+//! `stats`: counters per agent and limiter, and of the store.
 
 use std::sync::atomic::Ordering;
 
 use serde_json::{json, Map, Value};
 
-use super::AdminCtx;
-use crate::admin::protocol::{AdminError, HelloReq, PROTOCOL_VERSION};
+use super::{s, table, AdminCtx};
+use crate::admin::protocol::AdminError;
 
-pub(super) fn hello(h: HelloReq) -> Result<Value, AdminError> {
-    if let Some(v) = h.version {
-        if v > PROTOCOL_VERSION {
-            return Err(AdminError::new(
-                "unsupported_version",
-                format!("this daemon speaks protocol {PROTOCOL_VERSION}; the client asked for {v}"),
-            ));
-        }
-    }
-    Ok(json!({"protocol": PROTOCOL_VERSION, "version": env!("CARGO_PKG_VERSION")}))
-}
+pub(crate) type Req = super::NoFields;
 
-pub(super) fn ping() -> Result<Value, AdminError> {
-    Ok(json!({"pong": true, "pid": std::process::id()}))
-}
-
-pub(super) fn tree(ctx: &AdminCtx) -> Result<Value, AdminError> {
-    Ok(serde_json::to_value(ctx.runtime.tree()).expect("tree encodes"))
-}
-
-pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
+pub(super) async fn apply(_: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let registry = &ctx.runtime.tree_context().registry;
     let mut agents = Map::new();
     for name in registry.names() {
@@ -64,4 +46,39 @@ pub(super) fn stats(ctx: &AdminCtx) -> Result<Value, AdminError> {
         "calls_pending": registry.pending_calls(),
         "store": store,
     }))
+}
+
+pub(super) fn render(r: &Value) -> String {
+    let mut t = table(&[
+        "agent", "accepted", "handled", "failed", "dead", "restarts", "pending", "durable",
+    ]);
+    if let Some(agents) = r["agents"].as_object() {
+        for (name, a) in agents {
+            t.add_row(vec![
+                name.clone(),
+                s(&a["accepted"]),
+                s(&a["handled"]),
+                s(&a["failed_attempts"]),
+                s(&a["dead_lettered"]),
+                s(&a["restarts"]),
+                s(&a["pending"]),
+                s(&a["durable"]),
+            ]);
+        }
+    }
+    let st = &r["store"];
+    let store = if st.is_null() {
+        "store: none".to_string()
+    } else {
+        format!(
+            "store: {} ({}), {} commits in {} flushes, {} quarantined, {} bytes",
+            s(&st["path"]),
+            s(&st["durability"]),
+            st["commits"],
+            st["flushes"],
+            st["quarantined"],
+            st["size_on_disk"]
+        )
+    };
+    format!("{t}\n{store}")
 }
