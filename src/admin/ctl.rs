@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 use super::client::{Client, ClientError};
 use super::ops::render;
 
-/// Where the default config puts the socket.
-pub const DEFAULT_SOCKET: &str = "var/warden/warden.sock";
+use crate::config::DEFAULT_SOCKET;
 
 /// `warden ctl` arguments.
 #[derive(Args, Debug)]

@@ -13,7 +13,7 @@ use crate::actors::{AgentSpec, Kinds, MailboxKind};
 use crate::policies::backoff::Backoff;
 use crate::policies::breaker::BreakerSpec;
 use crate::supervision::{
-    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
+    AutoShutdown, DEFAULT_AGENT_SHUTDOWN, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
     SupervisorSpec,
 };
 
@@ -244,7 +244,7 @@ pub(super) fn agent_child(
     let spec = b.agent(name, s)?;
     child_common(
         s,
-        Shutdown::Timeout(Duration::from_secs(5)),
+        DEFAULT_AGENT_SHUTDOWN,
         ChildKind::Agent(spec),
     )
 }
@@ -326,7 +326,7 @@ impl TreeBuilder<'_, '_> {
                 let spec = self.agent(child, a)?;
                 let c = child_common(
                     a,
-                    Shutdown::Timeout(Duration::from_secs(5)),
+                    DEFAULT_AGENT_SHUTDOWN,
                     ChildKind::Agent(spec),
                 )?;
                 children.push(c);
@@ -423,7 +423,7 @@ impl TreeBuilder<'_, '_> {
         let spec = self.agent(t, a)?;
         Ok(Some(child_common(
             a,
-            Shutdown::Timeout(Duration::from_secs(5)),
+            DEFAULT_AGENT_SHUTDOWN,
             ChildKind::Agent(spec),
         )?))
     }

@@ -26,20 +26,29 @@ const LIMIT: &[&str] = &[
     "tokens_per_minute",
     "burst",
 ];
+/// Where the store and socket live unless `daemon.data_dir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "var/warden";
+/// The socket's file name inside the data directory.
+pub const SOCKET_FILE: &str = "warden.sock";
+/// `DEFAULT_DATA_DIR/SOCKET_FILE`: where `warden ctl` looks by default.
+pub const DEFAULT_SOCKET: &str = "var/warden/warden.sock";
+/// How long a graceful shutdown may take unless `daemon.shutdown_timeout` says.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
     s.check_keys(DAEMON)?;
-    let data_dir = PathBuf::from(s.str("data_dir")?.unwrap_or("var/warden"));
+    let data_dir = PathBuf::from(s.str("data_dir")?.unwrap_or(DEFAULT_DATA_DIR));
     let durability = match s.choice("durability", &["crash", "power"])? {
         Some("power") => Durability::Power,
         _ => Durability::Crash,
     };
     let shutdown_timeout = s
         .duration("shutdown_timeout")?
-        .unwrap_or(Duration::from_secs(10));
+        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     let socket = s
         .str("socket")?
         .map(PathBuf::from)
-        .unwrap_or_else(|| data_dir.join("warden.sock"));
+        .unwrap_or_else(|| data_dir.join(SOCKET_FILE));
     Ok(DaemonConfig {
         data_dir,
         durability,
@@ -47,7 +56,7 @@ pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
         socket,
         idempotency_retention: s
             .duration("idempotency_retention")?
-            .unwrap_or(Duration::from_secs(24 * 3600)),
+            .unwrap_or(crate::actors::slot::DEFAULT_KEY_RETENTION),
         commit_max_batch: s
             .int("commit_max_batch", 1, 1_000_000)?
             .map_or(4096, |v| v as usize),
@@ -116,4 +125,13 @@ pub(super) fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
         ));
     }
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_socket_is_in_the_default_data_dir() {
+        let joined = std::path::Path::new(super::DEFAULT_DATA_DIR).join(super::SOCKET_FILE);
+        assert_eq!(joined.to_str(), Some(super::DEFAULT_SOCKET));
+    }
 }

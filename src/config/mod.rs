@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use daemon::{DEFAULT_DATA_DIR, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SOCKET, SOCKET_FILE};
 pub use error::ConfigError;
 pub use section::parse_duration;
 

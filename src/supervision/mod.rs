@@ -13,7 +13,7 @@ pub mod tree;
 
 pub use restart::{Exit, EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};
 pub use spec::{
-    check_name, AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
+    check_name, AutoShutdown, DEFAULT_AGENT_SHUTDOWN, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
     Strategy, SupervisorSpec,
 };
 pub use supervisor::{ChildInfo, ControlError, ControlOp};

@@ -159,12 +159,16 @@ pub struct ChildSpec {
     pub dynamic: bool,
 }
 
+/// How long an agent child is given to stop before it is killed, unless its spec
+/// says otherwise (OTP's worker default).
+pub const DEFAULT_AGENT_SHUTDOWN: Shutdown = Shutdown::Timeout(Duration::from_secs(5));
+
 impl ChildSpec {
-    /// A permanent agent child with a 5 s shutdown.
+    /// A permanent agent child with the [`DEFAULT_AGENT_SHUTDOWN`].
     pub fn agent(spec: AgentSpec) -> Self {
         ChildSpec {
             restart: Restart::Permanent,
-            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            shutdown: DEFAULT_AGENT_SHUTDOWN,
             restart_backoff: None,
             kind: ChildKind::Agent(spec),
             significant: false,

@@ -123,6 +123,10 @@ impl Inner {
     }
 }
 
+/// How long an idempotency key is remembered unless configured
+/// (`daemon.idempotency_retention`).
+pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// One agent's stable identity.
 pub struct AgentSlot {
     /// The agent's name.
@@ -149,7 +153,7 @@ impl AgentSlot {
             spec,
             None,
             RecoveredAgent::default(),
-            Duration::from_secs(86_400),
+            DEFAULT_KEY_RETENTION,
         )
     }
 
