@@ -23,6 +23,7 @@ use crate::supervision::{
     ChildInfo, ChildSpec, ControlError, ControlOp, Exit, Status, SupervisorSpec, TreeContext,
     TreeEvent, TreeSnapshot,
 };
+use crate::util::{did_you_mean, Quote};
 
 /// What a runtime is started with besides its tree and kinds.
 #[derive(Default)]
@@ -286,9 +287,13 @@ impl Runtime {
             )));
         }
         self.tree.parent_of(name).ok_or_else(|| {
-            let near = crate::util::nearest(name, self.tree.names().iter().map(String::as_str))
-                .map(|n| format!("; did you mean '{n}'?"))
-                .unwrap_or_default();
+            let near = did_you_mean(
+                name,
+                self.tree.names().iter().map(String::as_str),
+                Quote::Name,
+            )
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
             ControlError::NotFound(format!("no child '{name}' in the tree{near}"))
         })
     }

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent};
 use crate::envelope::{now_ms, ReplyTo};
+use crate::util::{did_you_mean, Quote};
 
 /// Options of a send from outside the tree.
 #[derive(Debug, Clone, Default)]
@@ -107,8 +108,9 @@ impl Registry {
 
     /// "no agent 'plannr'; did you mean 'planner'?"
     pub fn unknown_agent(&self, name: &str) -> String {
-        match crate::util::nearest(name, self.names().iter().map(String::as_str)) {
-            Some(near) => format!("no agent '{name}'; did you mean '{near}'?"),
+        let names = self.names();
+        match did_you_mean(name, names.iter().map(String::as_str), Quote::Name) {
+            Some(hint) => format!("no agent '{name}'; {hint}"),
             None => format!("no agent '{name}'"),
         }
     }

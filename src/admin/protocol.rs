@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::ops::Op;
+use crate::util::{did_you_mean, Quote};
 
 /// Protocol version, returned by `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -89,8 +90,8 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, (Value, AdminError)> {
     let parsed = match Op::parse(&op, obj) {
         Some(r) => r,
         None => {
-            let hint = crate::util::nearest(&op, OPS.iter().copied())
-                .map(|n| format!("did you mean '{n}'? "))
+            let hint = did_you_mean(&op, OPS.iter().copied(), Quote::Name)
+                .map(|h| format!("{h} "))
                 .unwrap_or_default();
             Err(AdminError::new(
                 "unknown_op",

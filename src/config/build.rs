@@ -13,9 +13,10 @@ use crate::actors::{AgentSpec, Kinds, MailboxKind};
 use crate::policies::backoff::Backoff;
 use crate::policies::breaker::BreakerSpec;
 use crate::supervision::{
-    AutoShutdown, DEFAULT_AGENT_SHUTDOWN, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
-    SupervisorSpec,
+    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
+    SupervisorSpec, DEFAULT_AGENT_SHUTDOWN,
 };
+use crate::util::{did_you_mean, Quote};
 
 const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
 const SUPERVISOR: &[&str] = &[
@@ -242,11 +243,7 @@ pub(super) fn agent_child(
     s: &Section,
 ) -> Result<ChildSpec, ConfigError> {
     let spec = b.agent(name, s)?;
-    child_common(
-        s,
-        DEFAULT_AGENT_SHUTDOWN,
-        ChildKind::Agent(spec),
-    )
+    child_common(s, DEFAULT_AGENT_SHUTDOWN, ChildKind::Agent(spec))
 }
 
 impl TreeBuilder<'_, '_> {
@@ -324,11 +321,7 @@ impl TreeBuilder<'_, '_> {
                 children.push(c);
             } else if let Some(a) = self.agents.get(child) {
                 let spec = self.agent(child, a)?;
-                let c = child_common(
-                    a,
-                    DEFAULT_AGENT_SHUTDOWN,
-                    ChildKind::Agent(spec),
-                )?;
+                let c = child_common(a, DEFAULT_AGENT_SHUTDOWN, ChildKind::Agent(spec))?;
                 children.push(c);
             } else {
                 let known = self
@@ -336,8 +329,8 @@ impl TreeBuilder<'_, '_> {
                     .keys()
                     .chain(self.agents.keys())
                     .map(String::as_str);
-                let hint = crate::util::nearest(child, known)
-                    .map(|n| format!("did you mean '{n}'? "))
+                let hint = did_you_mean(child, known, Quote::Name)
+                    .map(|h| format!("{h} "))
                     .unwrap_or_default();
                 return Err(s.err("children", format!("'{child}' is not defined; {hint}define [agent.{child}] or [supervisor.{child}]")));
             }
@@ -404,8 +397,8 @@ impl TreeBuilder<'_, '_> {
             ));
         }
         let Some(a) = self.agents.get(t) else {
-            let hint = crate::util::nearest(t, self.agents.keys().map(String::as_str))
-                .map(|n| format!("did you mean '{n}'? "))
+            let hint = did_you_mean(t, self.agents.keys().map(String::as_str), Quote::Name)
+                .map(|h| format!("{h} "))
                 .unwrap_or_default();
             return Err(s.err(
                 "template",
@@ -442,8 +435,8 @@ impl TreeBuilder<'_, '_> {
             }
         };
         let Some(info) = self.kinds.get(kind) else {
-            let hint = crate::util::nearest(kind, self.kinds.names())
-                .map(|n| format!("did you mean \"{n}\"? "))
+            let hint = did_you_mean(kind, self.kinds.names(), Quote::Value)
+                .map(|h| format!("{h} "))
                 .unwrap_or_default();
             return Err(s.err(
                 "kind",
@@ -515,8 +508,8 @@ impl TreeBuilder<'_, '_> {
         }
         for l in &spec.limits {
             if !self.limits.contains_key(l) {
-                let hint = crate::util::nearest(l, self.limits.keys().map(String::as_str))
-                    .map(|n| format!("did you mean '{n}'? "))
+                let hint = did_you_mean(l, self.limits.keys().map(String::as_str), Quote::Name)
+                    .map(|h| format!("{h} "))
                     .unwrap_or_default();
                 return Err(s.err(
                     "limits",
@@ -534,10 +527,13 @@ impl TreeBuilder<'_, '_> {
             if self.check_targets && s.table.contains_key(*list) {
                 for target in s.strings(list)?.unwrap_or_default() {
                     if !self.agents.contains_key(&target) {
-                        let hint =
-                            crate::util::nearest(&target, self.agents.keys().map(String::as_str))
-                                .map(|n| format!("; did you mean '{n}'?"))
-                                .unwrap_or_default();
+                        let hint = did_you_mean(
+                            &target,
+                            self.agents.keys().map(String::as_str),
+                            Quote::Name,
+                        )
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
                         return Err(s.err(list, format!("no agent '{target}'{hint}")));
                     }
                 }

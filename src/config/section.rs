@@ -10,6 +10,7 @@ use toml::{Table, Value};
 
 use super::error::ConfigError;
 use crate::supervision::Shutdown;
+use crate::util::{did_you_mean, Quote};
 
 /// One table of the config file.
 pub(crate) struct Section<'a> {
@@ -52,10 +53,8 @@ impl<'a> Section<'a> {
     pub(crate) fn check_keys(&self, allowed: &[&str]) -> Result<(), ConfigError> {
         for key in self.table.keys() {
             if !allowed.contains(&key.as_str()) {
-                let hint = match crate::util::nearest(key, allowed.iter().copied()) {
-                    Some(near) => format!("did you mean '{near}'?"),
-                    None => format!("valid keys here: {}", allowed.join(", ")),
-                };
+                let hint = did_you_mean(key, allowed.iter().copied(), Quote::Name)
+                    .unwrap_or_else(|| format!("valid keys here: {}", allowed.join(", ")));
                 return Err(self.err(key, format!("unknown key; {hint}")));
             }
         }
@@ -127,10 +126,9 @@ impl<'a> Section<'a> {
         if choices.contains(&s) {
             return Ok(Some(s));
         }
-        let hint = match crate::util::nearest(s, choices.iter().copied()) {
-            Some(near) => format!("; did you mean \"{near}\"?"),
-            None => String::new(),
-        };
+        let hint = did_you_mean(s, choices.iter().copied(), Quote::Value)
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
         Err(self.err(
             key,
             format!("\"{s}\" is not one of {}{hint}", quote_list(choices)),

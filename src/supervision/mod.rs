@@ -13,8 +13,8 @@ pub mod tree;
 
 pub use restart::{Exit, EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};
 pub use spec::{
-    check_name, AutoShutdown, DEFAULT_AGENT_SHUTDOWN, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
-    Strategy, SupervisorSpec,
+    check_name, AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
+    Strategy, SupervisorSpec, DEFAULT_AGENT_SHUTDOWN,
 };
 pub use supervisor::{ChildInfo, ControlError, ControlOp};
 pub use tree::{Status, TreeContext, TreeEvent, TreeSnapshot};

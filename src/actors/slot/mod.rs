@@ -149,12 +149,7 @@ pub struct AgentSlot {
 impl AgentSlot {
     /// A memory-mailbox slot: empty, `null` state.
     pub fn new(spec: AgentSpec) -> Self {
-        Self::build(
-            spec,
-            None,
-            RecoveredAgent::default(),
-            DEFAULT_KEY_RETENTION,
-        )
+        Self::build(spec, None, RecoveredAgent::default(), DEFAULT_KEY_RETENTION)
     }
 
     /// A durable slot holding what the store recovered for it. Messages whose
