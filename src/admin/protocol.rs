@@ -20,27 +20,108 @@ pub const MAX_LINE: usize = 1 << 20;
 
 pub use super::ops::OPS;
 
+/// The stable, machine-readable code of a refused request (docs/admin-protocol.md
+/// lists each). A code this build does not know (from a newer daemon) reads as
+/// `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Malformed: not JSON, not an object, a missing, unknown or wrong field.
+    BadRequest,
+    /// No such op.
+    UnknownOp,
+    /// No such agent.
+    UnknownAgent,
+    /// The agent's mailbox is at capacity.
+    MailboxFull,
+    /// The store could not make the message durable.
+    StoreError,
+    /// `call` got no reply in time.
+    Timeout,
+    /// No such child or dead letter.
+    NotFound,
+    /// `start` on a running child.
+    Running,
+    /// The child waits for a restart.
+    Restarting,
+    /// `kill` on a child that is not running.
+    NotRunning,
+    /// The child could not be started.
+    StartFailed,
+    /// The child's supervisor is not running.
+    Unavailable,
+    /// The name is taken.
+    AlreadyExists,
+    /// `delete` of an agent that still holds messages.
+    NotEmpty,
+    /// `hello` asked for a newer protocol.
+    UnsupportedVersion,
+    /// The request line was too long.
+    LineTooLong,
+    /// Too many clients.
+    Busy,
+    /// The client was silent too long.
+    IdleTimeout,
+    /// A code this build does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::UnknownAgent => "unknown_agent",
+            ErrorCode::MailboxFull => "mailbox_full",
+            ErrorCode::StoreError => "store_error",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Running => "running",
+            ErrorCode::Restarting => "restarting",
+            ErrorCode::NotRunning => "not_running",
+            ErrorCode::StartFailed => "start_failed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::NotEmpty => "not_empty",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::LineTooLong => "line_too_long",
+            ErrorCode::Busy => "busy",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A refused request: a stable code and a message naming what is wrong and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminError {
-    /// Stable, machine-readable: `bad_request`, `unknown_op`, `unknown_agent`, ...
-    pub code: String,
+    /// What kind of refusal, for scripts.
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
 
 impl AdminError {
     /// An error with `code`.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AdminError {
-            code: code.to_string(),
+            code,
             message: message.into(),
         }
     }
 
     /// A malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new("bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 }
 
@@ -94,7 +175,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, (Value, AdminError)> {
                 .map(|h| format!("{h} "))
                 .unwrap_or_default();
             Err(AdminError::new(
-                "unknown_op",
+                ErrorCode::UnknownOp,
                 format!("no op '{op}'; {hint}ops: {}", OPS.join(", ")),
             ))
         }
@@ -126,8 +207,8 @@ mod tests {
         assert_eq!(r.id, json!(7));
         assert!(matches!(r.op, Op::Send(_)));
         let e = |line: &[u8]| parse(line).unwrap_err().1;
-        assert_eq!(e(b"nope").code, "bad_request");
-        assert_eq!(e(b"[1,2]").code, "bad_request");
+        assert_eq!(e(b"nope").code, ErrorCode::BadRequest);
+        assert_eq!(e(b"[1,2]").code, ErrorCode::BadRequest);
         assert!(e(br#"{"id":1,"op":"sned"}"#)
             .message
             .contains("did you mean 'send'"));
@@ -141,5 +222,19 @@ mod tests {
             .message
             .contains("unknown field `extra`"));
         assert_eq!(parse(br#"{"id":"a","op":7}"#).unwrap_err().0, json!("a"));
+        // every code reads back as itself; an unknown one as Other
+        for c in [
+            ErrorCode::NotEmpty,
+            ErrorCode::LineTooLong,
+            ErrorCode::UnknownAgent,
+        ] {
+            let v = serde_json::to_value(c).unwrap();
+            assert_eq!(v, json!(c.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(v).unwrap(), c);
+        }
+        assert_eq!(
+            serde_json::from_value::<ErrorCode>(json!("from_the_future")).unwrap(),
+            ErrorCode::Other
+        );
     }
 }

@@ -26,7 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use super::ops::{apply, AdminCtx, Outcome};
-use super::protocol::{err_line, ok_line, parse, AdminError, MAX_LINE};
+use super::protocol::{err_line, ok_line, parse, AdminError, ErrorCode, MAX_LINE};
 
 /// Limits of the server.
 #[derive(Debug, Clone)]
@@ -148,7 +148,10 @@ pub async fn serve(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tokio::spawn(async move {
                 let mut s = stream;
-                let e = AdminError::new("busy", "too many admin clients at once; retry shortly");
+                let e = AdminError::new(
+                    ErrorCode::Busy,
+                    "too many admin clients at once; retry shortly",
+                );
                 let mut line = err_line(&Value::Null, &e);
                 line.push(b'\n');
                 let _ = s.write_all(&line).await;
@@ -226,15 +229,17 @@ async fn connection(
         };
         let bytes = match line {
             Err(_) => {
-                let e =
-                    AdminError::new("idle_timeout", format!("no request for {idle:?}; closing"));
+                let e = AdminError::new(
+                    ErrorCode::IdleTimeout,
+                    format!("no request for {idle:?}; closing"),
+                );
                 let _ = write(&mut w, err_line(&Value::Null, &e)).await;
                 return;
             }
             Ok(Err(_)) | Ok(Ok(Line::Eof)) => return,
             Ok(Ok(Line::TooLong)) => {
                 let e = AdminError::new(
-                    "line_too_long",
+                    ErrorCode::LineTooLong,
                     format!("request lines are limited to {MAX_LINE} bytes"),
                 );
                 if write(&mut w, err_line(&Value::Null, &e)).await.is_err() {

@@ -29,7 +29,7 @@ pub(super) async fn apply(c: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     match ctx.runtime.call(&c.to, c.payload, timeout).await {
         Ok(reply) => Ok(json!({"reply": reply})),
         Err(CallError::Send(e)) => Err(e.into()),
-        Err(e @ CallError::Timeout { .. }) => Err(AdminError::new("timeout", e.to_string())),
+        Err(e @ CallError::Timeout { .. }) => Err(AdminError::new(crate::admin::protocol::ErrorCode::Timeout, e.to_string())),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::admin::protocol::AdminError;
+use crate::admin::protocol::{AdminError, ErrorCode};
 use crate::envelope::MessageId;
 
 /// `dlq_replay` and `dlq_purge` fields: one message by id, or all.
@@ -55,7 +55,7 @@ pub(super) fn pick(p: &PickReq) -> Result<Option<MessageId>, AdminError> {
 pub(super) fn found(n: usize, p: &PickReq) -> Result<(), AdminError> {
     match &p.message_id {
         Some(id) if n == 0 => Err(AdminError::new(
-            "not_found",
+            ErrorCode::NotFound,
             format!("no dead letter {id} for '{}'", p.agent),
         )),
         _ => Ok(()),

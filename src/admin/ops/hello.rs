@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AdminCtx;
-use crate::admin::protocol::{AdminError, PROTOCOL_VERSION};
+use crate::admin::protocol::{AdminError, ErrorCode, PROTOCOL_VERSION};
 
 /// `hello`'s fields.
 #[derive(Debug, Deserialize)]
@@ -18,7 +18,7 @@ pub(super) async fn apply(h: Req, _ctx: &AdminCtx) -> Result<Value, AdminError> 
     if let Some(v) = h.version {
         if v > PROTOCOL_VERSION {
             return Err(AdminError::new(
-                "unsupported_version",
+                ErrorCode::UnsupportedVersion,
                 format!("this daemon speaks protocol {PROTOCOL_VERSION}; the client asked for {v}"),
             ));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::protocol::AdminError;
+use super::protocol::{AdminError, ErrorCode};
 use crate::actors::SendError;
 use crate::admin::render::{s, short, table};
 use crate::supervision::ControlError;
@@ -137,9 +137,9 @@ fn done(op: &str, agent: &str) -> Value {
 impl From<SendError> for AdminError {
     fn from(e: SendError) -> Self {
         let code = match &e {
-            SendError::UnknownAgent(_) => "unknown_agent",
-            SendError::MailboxFull { .. } => "mailbox_full",
-            SendError::Store(_) => "store_error",
+            SendError::UnknownAgent(_) => ErrorCode::UnknownAgent,
+            SendError::MailboxFull { .. } => ErrorCode::MailboxFull,
+            SendError::Store(_) => ErrorCode::StoreError,
         };
         AdminError::new(code, e.to_string())
     }
@@ -148,15 +148,15 @@ impl From<SendError> for AdminError {
 impl From<ControlError> for AdminError {
     fn from(e: ControlError) -> Self {
         let code = match &e {
-            ControlError::NotFound(_) => "not_found",
-            ControlError::Running(_) => "running",
-            ControlError::Restarting(_) => "restarting",
-            ControlError::NotRunning(_) => "not_running",
-            ControlError::StartFailed { .. } => "start_failed",
-            ControlError::Invalid(_) => "bad_request",
-            ControlError::Unavailable(_) => "unavailable",
-            ControlError::Exists(_) => "already_exists",
-            ControlError::NotEmpty { .. } => "not_empty",
+            ControlError::NotFound(_) => ErrorCode::NotFound,
+            ControlError::Running(_) => ErrorCode::Running,
+            ControlError::Restarting(_) => ErrorCode::Restarting,
+            ControlError::NotRunning(_) => ErrorCode::NotRunning,
+            ControlError::StartFailed { .. } => ErrorCode::StartFailed,
+            ControlError::Invalid(_) => ErrorCode::BadRequest,
+            ControlError::Unavailable(_) => ErrorCode::Unavailable,
+            ControlError::Exists(_) => ErrorCode::AlreadyExists,
+            ControlError::NotEmpty { .. } => ErrorCode::NotEmpty,
         };
         AdminError::new(code, e.to_string())
     }
@@ -171,7 +171,7 @@ fn duration(field: &str, s: &str) -> Result<std::time::Duration, AdminError> {
 fn slot(ctx: &AdminCtx, agent: &str) -> Result<Arc<crate::actors::AgentSlot>, AdminError> {
     ctx.runtime.agent(agent).ok_or_else(|| {
         AdminError::new(
-            "unknown_agent",
+            ErrorCode::UnknownAgent,
             ctx.runtime.tree_context().registry.unknown_agent(agent),
         )
     })
