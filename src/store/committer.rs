@@ -119,13 +119,14 @@ impl Committer {
         self.next_group += 1;
         self.high_water
             .record(n)
-            .map_err(|e| StoreError::Io(format!("cannot record the high-water mark: {e}")))
+            .map_err(|e| StoreError::io("cannot record the high-water mark", e))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         if let Some(log) = &self.log {
-            log.sync_data().map_err(|e| StoreError::Io(e.to_string()))?;
+            log.sync_data()
+                .map_err(|e| StoreError::io("cannot fdatasync sled's log", e))?;
         }
         Ok(())
     }

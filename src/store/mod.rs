@@ -49,15 +49,28 @@ pub enum Durability {
     Power,
 }
 
-/// A store failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A store failure. sled and I/O failures keep their cause as `source()`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// sled failed.
-    #[error("store error: {0}")]
-    Sled(String),
+    #[error("store error: {what}: {source}")]
+    Sled {
+        /// What was being done.
+        what: String,
+        /// sled's error.
+        #[source]
+        source: Arc<sled::Error>,
+    },
     /// The filesystem failed.
-    #[error("store I/O error: {0}")]
-    Io(String),
+    #[error("store I/O error: {what}: {source}")]
+    Io {
+        /// What was being done, on which path.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The store was written by a newer Warden.
     #[error("the store at {path} has format version {found}, newer than this build's {supported}; run the Warden that wrote it, or move the store away")]
     NewerFormat {
@@ -81,9 +94,37 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        StoreError::Sled(e.to_string())
+        StoreError::sled("sled", e)
     }
 }
+
+impl StoreError {
+    /// sled failed while doing `what`.
+    pub fn sled(what: impl Into<String>, e: sled::Error) -> Self {
+        StoreError::Sled {
+            what: what.into(),
+            source: Arc::new(e),
+        }
+    }
+
+    /// The filesystem failed while doing `what`.
+    pub fn io(what: impl Into<String>, e: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source: Arc::new(e),
+        }
+    }
+}
+
+/// Two store errors are equal when they read the same (their sources are not
+/// comparable).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for StoreError {}
 
 /// Counters of the store, monotonic since open.
 #[derive(Debug, Default)]
@@ -163,8 +204,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`, refuses a newer format, quarantines
     /// corrupt records, and returns what it holds.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Arc<Store>, Recovered), StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display().to_string(), e))?;
         let db = open::open_sled(dir)?;
         let tree = db.open_tree("warden")?;
         match tree.get(keys::META)? {
@@ -200,11 +240,11 @@ impl Store {
         let recovered = recovery::recover(&tree, &stats)?;
         db.flush()?;
         let high_water = high_water::HighWater::open(&hw_path)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", hw_path.display())))?;
+            .map_err(|e| StoreError::io(hw_path.display().to_string(), e))?;
         let log = match opts.durability {
             Durability::Power => Some(
                 File::open(dir.join("db"))
-                    .map_err(|e| StoreError::Io(format!("cannot open sled's log file: {e}")))?,
+                    .map_err(|e| StoreError::io("cannot open sled's log file", e))?,
             ),
             Durability::Crash => None,
         };
@@ -224,7 +264,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("warden-committer".into())
             .spawn(move || committer.run(rx))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::io("cannot start the committer thread", e))?;
         let store = Arc::new(Store {
             path: dir.to_path_buf(),
             durability: opts.durability,

@@ -31,10 +31,10 @@ pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
                         dir.display()
                     )));
                 }
-                return Err(StoreError::Sled(format!(
-                    "cannot open {}: {e}",
-                    dir.display()
-                )));
+                return Err(StoreError::sled(
+                    format!("cannot open {}", dir.display()),
+                    e,
+                ));
             }
         }
     }
