@@ -15,6 +15,7 @@
 //! - [`store`]: the sled store: durable mailboxes, attempts, state, dead letters,
 //!   idempotency keys, dynamic children; group commit; recovery, quarantine, the
 //!   high-water mark and the daemon-death suspects.
+//! - [`spec_error`]: [`SpecError`], why a tree or agent spec is refused.
 //! - [`runtime`]: [`Runtime`], the handle that starts, operates and stops a tree.
 //! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
 //! - [`admin`]: the admin socket (newline-delimited JSON) and `warden ctl`.
@@ -39,6 +40,7 @@ pub mod daemon;
 pub mod envelope;
 pub mod policies;
 pub mod runtime;
+pub mod spec_error;
 pub mod store;
 pub mod supervision;
 pub mod telemetry;
@@ -48,3 +50,4 @@ pub use actors::agent;
 pub use agent::{Agent, AgentError, Context, ErrorKind};
 pub use envelope::{Envelope, MessageId};
 pub use runtime::{RootExit, Runtime};
+pub use spec_error::SpecError;

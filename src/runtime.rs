@@ -16,6 +16,7 @@ use crate::actors::slot::Sent;
 use crate::actors::{AgentSlot, CallError, Kinds, SendError, SendOptions};
 use crate::envelope::MessageId;
 use crate::policies::rate_limit::Limits;
+use crate::spec_error::SpecError;
 use crate::store::Store;
 use crate::supervision::supervisor::{SupMsg, Supervisor, SupervisorArgs};
 use crate::supervision::tree::Durable;
@@ -51,7 +52,7 @@ pub enum RootExit {
 pub enum StartError {
     /// The tree spec is invalid.
     #[error("invalid tree: {0}")]
-    Invalid(String),
+    Invalid(#[from] SpecError),
     /// A child failed to start.
     #[error("the tree failed to start: {0}")]
     Failed(String),
@@ -174,8 +175,7 @@ impl Runtime {
             options.durable,
             options.limits,
             options.dynamic,
-        )
-        .map_err(StartError::Invalid)?;
+        )?;
         if let Some(d) = &tree.durable {
             let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
             for (agent, r) in &left.agents {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent};
 use crate::envelope::{now_ms, ReplyTo};
+use crate::spec_error::SpecError;
 use crate::util::{did_you_mean, Quote};
 
 /// Options of a send from outside the tree.
@@ -67,10 +68,10 @@ impl Default for Registry {
 
 impl Registry {
     /// Adds a slot; refuses a name already taken.
-    pub fn insert(&self, slot: Arc<AgentSlot>) -> Result<(), String> {
+    pub fn insert(&self, slot: Arc<AgentSlot>) -> Result<(), SpecError> {
         let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
         if agents.contains_key(&slot.name) {
-            return Err(format!("an agent named '{}' exists already", slot.name));
+            return Err(SpecError::Duplicate(slot.name.to_string()));
         }
         agents.insert(slot.name.clone(), slot);
         Ok(())

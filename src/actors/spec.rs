@@ -1,5 +1,6 @@
 //! Agent specifications: everything a host needs to run one named agent.
 
+use crate::spec_error::SpecError;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -106,25 +107,26 @@ impl AgentSpec {
         self
     }
 
-    /// Checks the numeric invariants; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        let name = &self.name;
+    /// Checks the numeric invariants; the error names the field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let fail = |reason: String| SpecError::Agent {
+            agent: self.name.clone(),
+            reason,
+        };
         if self.replicas == 0 {
-            return Err(format!("agent '{name}': replicas must be at least 1"));
+            return Err(fail("replicas must be at least 1".into()));
         }
         if self.mailbox_capacity == 0 {
-            return Err(format!(
-                "agent '{name}': mailbox_capacity must be at least 1"
-            ));
+            return Err(fail("mailbox_capacity must be at least 1".into()));
         }
         if self.max_attempts == 0 {
-            return Err(format!("agent '{name}': max_attempts must be at least 1"));
+            return Err(fail("max_attempts must be at least 1".into()));
         }
         if self.timeout.is_zero() {
-            return Err(format!("agent '{name}': timeout must be more than 0"));
+            return Err(fail("timeout must be more than 0".into()));
         }
         self.backoff
             .validate()
-            .map_err(|e| format!("agent '{name}': backoff: {e}"))
+            .map_err(|e| fail(format!("backoff: {e}")))
     }
 }

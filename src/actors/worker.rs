@@ -16,6 +16,7 @@ use super::host::{AgentHost, HostArgs};
 use super::kinds::{BuildFn, Kinds};
 use super::{AgentSlot, Registry};
 use crate::policies::rate_limit::{Limiter, Limits};
+use crate::spec_error::SpecError;
 
 /// Starts and tracks the hosts of one agent.
 pub struct AgentWorker {
@@ -32,17 +33,26 @@ impl AgentWorker {
         registry: Arc<Registry>,
         kinds: &Kinds,
         limits: &Limits,
-    ) -> Result<AgentWorker, String> {
+    ) -> Result<AgentWorker, SpecError> {
         let spec = &slot.spec;
         let build = kinds
             .get(&spec.kind)
-            .ok_or_else(|| format!("unknown kind '{}'", spec.kind))?
+            .ok_or_else(|| SpecError::UnknownKind {
+                agent: spec.name.clone(),
+                kind: spec.kind.clone(),
+                known: kinds.names().join(", "),
+            })?
             .build
             .clone();
         let limiters = spec
             .limits
             .iter()
-            .map(|l| limits.get(l).ok_or_else(|| format!("no limiter '{l}'")))
+            .map(|l| {
+                limits.get(l).ok_or_else(|| SpecError::UnknownLimiter {
+                    agent: spec.name.clone(),
+                    limiter: l.clone(),
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(AgentWorker {
             slot,

@@ -128,7 +128,7 @@ fn named_tables<'a>(
     let mut out = BTreeMap::new();
     for name in group.table.keys() {
         let s = group.table(name)?.expect("key exists");
-        crate::supervision::check_name(name).map_err(|e| s.err("", e))?;
+        crate::supervision::check_name(name).map_err(|e| s.err("", e.to_string()))?;
         out.insert(name.clone(), s);
     }
     Ok(out)

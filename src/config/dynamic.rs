@@ -33,7 +33,7 @@ pub fn child_from_json(
         key: path.clone(),
         reason,
     };
-    check_name(name).map_err(fail)?;
+    check_name(name).map_err(|e| fail(e.to_string()))?;
     let Value::Object(_) = keys else {
         return Err(fail(format!(
             "the agent keys must be a JSON object such as {{\"kind\":\"echo\"}}, got {keys}"

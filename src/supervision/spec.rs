@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::actors::AgentSpec;
 use crate::policies::backoff::Backoff;
+use crate::spec_error::SpecError;
 
 /// Which siblings a supervisor restarts when one child fails (OTP `strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,12 +308,12 @@ impl SupervisorSpec {
 
     /// Checks a tree declared in code: names unique, agents sane.
     /// Trees from TOML are checked by [`crate::config`] with file and key in each error.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         let mut seen = std::collections::HashSet::new();
         for n in self.names() {
             check_name(&n)?;
             if !seen.insert(n.clone()) {
-                return Err(format!("name '{n}' is defined twice in the tree"));
+                return Err(SpecError::Duplicate(n));
             }
         }
         self.check_shape()?;
@@ -321,29 +322,29 @@ impl SupervisorSpec {
 
     /// The rules on strategy, template and significance, for this supervisor and
     /// every supervisor below it.
-    pub fn check_shape(&self) -> Result<(), String> {
+    pub fn check_shape(&self) -> Result<(), SpecError> {
         let simple = self.strategy == Strategy::SimpleOneForOne;
         match (&self.template, simple) {
             (None, true) => {
-                return Err(format!(
+                return Err(SpecError::Shape(format!(
                     "supervisor '{}' is simple_one_for_one and needs a template",
                     self.name
-                ))
+                )))
             }
             (Some(_), false) => {
-                return Err(format!(
+                return Err(SpecError::Shape(format!(
                     "supervisor '{}' has a template but is {}; only simple_one_for_one supervisors have one",
                     self.name,
                     self.strategy.as_str()
-                ))
+                )))
             }
             _ => {}
         }
         if simple && self.children.iter().any(|c| !c.dynamic) {
-            return Err(format!(
+            return Err(SpecError::Shape(format!(
                 "supervisor '{}' is simple_one_for_one: its children are spawned from the template, not declared",
                 self.name
-            ));
+            )));
         }
         for c in self.children.iter().chain(self.template.as_deref()) {
             c.check_significance(self)?;
@@ -358,22 +359,22 @@ impl SupervisorSpec {
 impl ChildSpec {
     /// `significant` only on transient and temporary children of a supervisor with
     /// auto shutdown (OTP refuses the other combinations too).
-    pub fn check_significance(&self, parent: &SupervisorSpec) -> Result<(), String> {
+    pub fn check_significance(&self, parent: &SupervisorSpec) -> Result<(), SpecError> {
         if !self.significant {
             return Ok(());
         }
         if self.restart == Restart::Permanent {
-            return Err(format!(
+            return Err(SpecError::Shape(format!(
                 "'{}' is significant and permanent; a significant child must be transient or temporary",
                 self.name()
-            ));
+            )));
         }
         if parent.auto_shutdown == AutoShutdown::Never {
-            return Err(format!(
+            return Err(SpecError::Shape(format!(
                 "'{}' is significant but its supervisor '{}' has auto_shutdown = \"never\"; set auto_shutdown to any_significant or all_significant, or drop significant",
                 self.name(),
                 parent.name
-            ));
+            )));
         }
         Ok(())
     }
@@ -384,24 +385,24 @@ pub const MAX_NAME_LEN: usize = 200;
 
 /// Checks a node name: 1 to [`MAX_NAME_LEN`] bytes of letters, digits, `_`, `-`
 /// and `.`. Config names and names given at run time follow the same rule.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), SpecError> {
     if name.is_empty() {
-        return Err("a name must not be empty".into());
+        return Err(SpecError::Name("a name must not be empty".into()));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
+        return Err(SpecError::Name(format!(
             "name '{}...' is {} bytes long; the limit is {MAX_NAME_LEN}",
             &name[..name.char_indices().nth(20).map_or(name.len(), |(i, _)| i)],
             name.len()
-        ));
+        )));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
     {
-        return Err(format!(
+        return Err(SpecError::Name(format!(
             "name '{name}': names may use letters, digits, '_', '-' and '.' only"
-        ));
+        )));
     }
     Ok(())
 }
@@ -409,8 +410,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
 impl SupervisorSpec {
     fn for_each_agent(
         &self,
-        f: &mut impl FnMut(&AgentSpec) -> Result<(), String>,
-    ) -> Result<(), String> {
+        f: &mut impl FnMut(&AgentSpec) -> Result<(), SpecError>,
+    ) -> Result<(), SpecError> {
         for c in &self.children {
             match &c.kind {
                 ChildKind::Agent(a) => f(a)?,

@@ -22,6 +22,7 @@ use crate::envelope::now_ms;
 use crate::policies::breaker::BreakerState;
 use crate::policies::rate_limit::Limits;
 use crate::policies::systemic::PauseSnapshot;
+use crate::spec_error::SpecError;
 use crate::store::{Recovered, Store};
 use std::time::Duration;
 
@@ -193,7 +194,7 @@ impl TreeContext {
         durable: Option<Durable>,
         limits: Limits,
         dynamic: Vec<(String, ChildSpec)>,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, SpecError> {
         root.validate()?;
         let next_order = durable.as_ref().map_or(1, |d| {
             let r = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
@@ -344,7 +345,11 @@ impl TreeContext {
         }
     }
 
-    fn add_supervisor_nodes(&self, s: &SupervisorSpec, parent: Option<&str>) -> Result<(), String> {
+    fn add_supervisor_nodes(
+        &self,
+        s: &SupervisorSpec,
+        parent: Option<&str>,
+    ) -> Result<(), SpecError> {
         self.add_node(
             &s.name,
             NodeKind::Supervisor {
@@ -360,20 +365,22 @@ impl TreeContext {
     }
 
     /// Adds nodes (and slots) for a child and its subtree under `parent`.
-    pub(crate) fn add_child_nodes(&self, kind: &ChildKind, parent: &str) -> Result<(), String> {
+    pub(crate) fn add_child_nodes(&self, kind: &ChildKind, parent: &str) -> Result<(), SpecError> {
         match kind {
             ChildKind::Agent(a) => {
                 if self.kinds.get(&a.kind).is_none() {
-                    return Err(format!(
-                        "agent '{}': unknown kind '{}'; known kinds: {}",
-                        a.name,
-                        a.kind,
-                        self.kinds.names().join(", ")
-                    ));
+                    return Err(SpecError::UnknownKind {
+                        agent: a.name.clone(),
+                        kind: a.kind.clone(),
+                        known: self.kinds.names().join(", "),
+                    });
                 }
                 a.validate()?;
                 if let Some(l) = a.limits.iter().find(|l| self.limits.get(l).is_none()) {
-                    return Err(format!("agent '{}': no limiter '{l}'", a.name));
+                    return Err(SpecError::UnknownLimiter {
+                        agent: a.name.clone(),
+                        limiter: l.clone(),
+                    });
                 }
                 self.add_node(
                     &a.name,
@@ -412,10 +419,10 @@ impl TreeContext {
         }
     }
 
-    fn add_node(&self, name: &str, kind: NodeKind, parent: Option<&str>) -> Result<(), String> {
+    fn add_node(&self, name: &str, kind: NodeKind, parent: Option<&str>) -> Result<(), SpecError> {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         if nodes.contains_key(name) {
-            return Err(format!("name '{name}' is used twice in the tree"));
+            return Err(SpecError::Duplicate(name.to_string()));
         }
         nodes.insert(name.to_string(), Arc::new(Node::new(kind)));
         if let Some(p) = parent {

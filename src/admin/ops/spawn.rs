@@ -20,7 +20,7 @@ pub(crate) struct Req {
 }
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
-    crate::supervision::check_name(&r.name).map_err(AdminError::bad_request)?;
+    crate::supervision::check_name(&r.name).map_err(|e| AdminError::bad_request(e.to_string()))?;
     ctx.runtime.spawn(&r.supervisor, &r.name, r.state).await?;
     Ok(json!({"op": "spawn", "supervisor": r.supervisor, "agent": r.name, "done": true}))
 }

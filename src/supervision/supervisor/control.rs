@@ -53,6 +53,12 @@ pub enum ControlError {
     },
 }
 
+impl From<crate::SpecError> for ControlError {
+    fn from(e: crate::SpecError) -> Self {
+        ControlError::Invalid(e.to_string())
+    }
+}
+
 /// An operator's request about one child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlOp {

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::{new_child, ControlError, SupMsg, SupState};
 use crate::actors::AgentWorker;
+use crate::spec_error::SpecError;
 use crate::store::children::{self, ChildRecord};
 use crate::store::Batch;
 use crate::supervision::spec::{check_name, AutoShutdown, ChildKind, ChildSpec, Strategy};
@@ -134,7 +135,7 @@ impl SupState {
     /// The checks before a child joins: name, uniqueness, significance, nodes.
     fn admit(&self, spec: &ChildSpec) -> Result<(), ControlError> {
         let name = spec.name();
-        check_name(name).map_err(ControlError::Invalid)?;
+        check_name(name)?;
         if self.tree.node(name).is_some() {
             return Err(ControlError::Exists(name.to_string()));
         }
@@ -150,16 +151,13 @@ impl SupState {
             )));
         }
         if let ChildKind::Supervisor(s) = &spec.kind {
-            s.validate().map_err(ControlError::Invalid)?;
+            s.validate()?;
         }
         self.tree
             .add_child_nodes(&spec.kind, &self.name)
-            .map_err(|e| {
-                if e.contains("used twice") {
-                    ControlError::Exists(name.to_string())
-                } else {
-                    ControlError::Invalid(e)
-                }
+            .map_err(|e| match e {
+                SpecError::Duplicate(n) => ControlError::Exists(n),
+                other => other.into(),
             })
     }
 
