@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::actors::slot::Sent;
-use crate::actors::{AgentSlot, CallError, Kinds, SendError, SendOptions};
+use crate::actors::{AgentSlot, CallError, Kinds, SendOptions, Undelivered};
 use crate::envelope::MessageId;
 use crate::policies::rate_limit::Limits;
 use crate::spec_error::SpecError;
@@ -40,6 +40,7 @@ pub struct Options {
 
 /// How the tree ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RootExit {
     /// Stopped on request (shutdown).
     Shutdown,
@@ -49,6 +50,7 @@ pub enum RootExit {
 
 /// Why the runtime did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The tree spec is invalid.
     #[error("invalid tree: {0}")]
@@ -218,8 +220,8 @@ impl Runtime {
     }
 
     /// Accepts a message for agent `to`; returns once it is accepted (durable
-    /// mailboxes: flushed to the store).
-    pub async fn send(&self, to: &str, payload: Value) -> Result<MessageId, SendError> {
+    /// mailboxes: flushed to the store). A refusal hands the payload back.
+    pub async fn send(&self, to: &str, payload: Value) -> Result<MessageId, Undelivered> {
         Ok(self
             .tree
             .registry
@@ -234,7 +236,7 @@ impl Runtime {
         to: &str,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<Sent, SendError> {
+    ) -> Result<Sent, Undelivered> {
         self.tree.registry.send(to, payload, opts).await
     }
 

@@ -157,7 +157,7 @@ async fn a_shared_limiter_holds_its_quota_across_three_agents() {
         worst <= 10 + 2,
         "a 1 s window saw {worst} requests; quota 10/s + burst 2"
     );
-    let stats = rt.tree_context().limits.snapshot();
+    let stats = rt.tree_context().limits().snapshot();
     assert_eq!(stats["api"].permits, 36);
     assert!(stats["api"].waits > 0, "the flood had to wait");
     rt.shutdown(Duration::from_secs(10)).await;
@@ -190,7 +190,7 @@ async fn a_429_with_retry_after_pauses_every_sharer() {
             *later - throttled
         );
     }
-    assert_eq!(rt.tree_context().limits.snapshot()["api"].pauses, 1);
+    assert_eq!(rt.tree_context().limits().snapshot()["api"].pauses, 1);
     let a = rt.agent("a").unwrap();
     assert_eq!(
         a.stats
@@ -257,7 +257,7 @@ async fn a_restart_does_not_reset_a_quota() {
         1,
         "the restarted agent still waits for the shared quota"
     );
-    assert_eq!(rt.tree_context().limits.snapshot()["api"].permits, 1);
+    assert_eq!(rt.tree_context().limits().snapshot()["api"].permits, 1);
     rt.shutdown(Duration::from_secs(10)).await;
 }
 
@@ -309,7 +309,7 @@ async fn token_weighted_limits_are_shared_and_overruns_debited() {
     call("a", json!({"estimate": 5000, "actual": 6000}))
         .await
         .unwrap();
-    let snap = rt.tree_context().limits.snapshot();
+    let snap = rt.tree_context().limits().snapshot();
     assert_eq!(
         (snap["llm"].tokens, snap["llm"].tokens_debited),
         (5000, 1000)
@@ -331,9 +331,12 @@ async fn token_weighted_limits_are_shared_and_overruns_debited() {
     assert_eq!(b.dead_letters()[0].envelope.id, late.message_id);
     assert_eq!(b.dead_letters()[0].reason, DeadReason::DeadlineExceeded);
     // The refused wait left the debt owed; b's next take pays it with its own tokens.
-    assert_eq!(rt.tree_context().limits.snapshot()["llm"].token_debt, 1000);
+    assert_eq!(
+        rt.tree_context().limits().snapshot()["llm"].token_debt,
+        1000
+    );
     call("b", json!({"estimate": 200})).await.unwrap();
-    let snap = rt.tree_context().limits.snapshot();
+    let snap = rt.tree_context().limits().snapshot();
     assert_eq!(
         (snap["llm"].token_debt, snap["llm"].tokens),
         (0, 5200),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::tree::{counter, inc, kinds};
 use common::wait_until;
 use serde_json::json;
-use warden::actors::{SendError, SendOptions};
+use warden::actors::{SendError, SendOptions, Undelivered};
 use warden::store::{keys, Store, StoreError, StoreOptions};
 use warden::supervision::tree::Durable;
 use warden::supervision::{ChildSpec, SupervisorSpec};
@@ -188,11 +188,21 @@ async fn full_mailbox_refuses_and_writes_nothing() {
     rt.send("c", json!(1)).await.unwrap();
     rt.send("c", json!(2)).await.unwrap();
     match rt.send("c", json!(3)).await {
-        Err(SendError::MailboxFull { agent, capacity }) => {
-            assert_eq!((agent.as_str(), capacity), ("c", 2))
+        Err(Undelivered {
+            error: SendError::MailboxFull { agent, capacity },
+            payload,
+        }) => {
+            assert_eq!((agent.as_str(), capacity), ("c", 2));
+            assert_eq!(
+                payload,
+                Some(json!(3)),
+                "the refused payload is handed back"
+            );
         }
         other => panic!("expected mailbox_full, got {other:?}"),
     }
+    let refused = rt.send("nobody", json!({"x": 1})).await.unwrap_err();
+    assert_eq!(refused.payload, Some(json!({"x": 1})));
     assert_eq!(rt.store().unwrap().count_prefix(keys::MSG), 2);
     stop(rt).await;
 }

@@ -39,6 +39,7 @@ pub struct AgentError {
 
 /// The three ways a handler can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Try the message again after backoff, up to `max_attempts`.
     Retryable,

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::faults;
 use super::kinds::BuildFn;
 use super::slot::{AgentSlot, DeadReason, Next, Parts};
-pub use super::wake::HostMsg;
+pub(crate) use super::wake::HostMsg;
 use super::Registry;
 use crate::actors::agent::{Agent, AgentError, Context, ErrorKind};
 use crate::envelope::{now_ms, Envelope, ReplyTo};
@@ -29,18 +29,18 @@ use crate::policies::rate_limit::{Limiter, Refused};
 use crate::store::{Batch, StoreError};
 
 /// How long a new host waits for a still-running predecessor to exit.
-pub const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
+pub(crate) const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
 
 /// Messages handled per burst before the host yields to its control messages.
-pub const BURST: usize = 64;
+pub(crate) const BURST: usize = 64;
 /// Longest burst before the host yields.
-pub const BURST_TIME: Duration = Duration::from_millis(2);
+pub(crate) const BURST_TIME: Duration = Duration::from_millis(2);
 
 /// The actor type of an agent replica.
-pub struct AgentHost;
+pub(crate) struct AgentHost;
 
 /// What a host is started with.
-pub struct HostArgs {
+pub(crate) struct HostArgs {
     /// The agent's slot.
     pub slot: Arc<AgentSlot>,
     /// This replica's index.
@@ -54,7 +54,7 @@ pub struct HostArgs {
 }
 
 /// A running host.
-pub struct HostState {
+pub(crate) struct HostState {
     slot: Arc<AgentSlot>,
     replica: usize,
     registry: Arc<Registry>,
@@ -77,7 +77,7 @@ enum Outcome {
 }
 
 /// How long a host waits after the store failed a write before it tries again.
-pub const STORE_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const STORE_RETRY: Duration = Duration::from_secs(1);
 
 impl Actor for AgentHost {
     type Msg = HostMsg;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent};
+use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent, Undelivered};
 use crate::envelope::{now_ms, ReplyTo};
 use crate::spec_error::SpecError;
 use crate::util::{did_you_mean, Quote};
@@ -33,6 +33,7 @@ pub struct SendOptions {
 
 /// Why a call got no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// The send was refused.
     #[error(transparent)]
@@ -118,15 +119,19 @@ impl Registry {
 
     /// Accepts a message for `to` from outside the tree. Returns once the message is
     /// accepted: in memory, or flushed to the store for a durable mailbox.
+    /// A refusal hands the payload back ([`Undelivered`]).
     pub async fn send(
         &self,
         to: &str,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<Sent, SendError> {
-        let slot = self
-            .get(to)
-            .ok_or_else(|| SendError::UnknownAgent(self.unknown_agent(to)))?;
+    ) -> Result<Sent, Undelivered> {
+        let Some(slot) = self.get(to) else {
+            return Err(Undelivered {
+                error: SendError::UnknownAgent(self.unknown_agent(to)),
+                payload: Some(payload),
+            });
+        };
         Self::send_to(&slot, payload, opts).await
     }
 
@@ -136,7 +141,7 @@ impl Registry {
         slot: &Arc<AgentSlot>,
         payload: Value,
         opts: SendOptions,
-    ) -> Result<Sent, SendError> {
+    ) -> Result<Sent, Undelivered> {
         let parts = Parts {
             payload,
             correlation: opts.correlation.map(Arc::from),
@@ -154,7 +159,12 @@ impl Registry {
         match span.in_scope(|| slot.accept(parts))? {
             Accepting::Done(sent) => Ok(sent),
             Accepting::Flushing(id, rx) => {
-                rx.await.unwrap_or(Err(crate::store::StoreError::Closed))?;
+                rx.await
+                    .unwrap_or(Err(crate::store::StoreError::Closed))
+                    .map_err(|e| Undelivered {
+                        error: e.into(),
+                        payload: None,
+                    })?;
                 Ok(Sent {
                     message_id: id,
                     duplicate: false,
@@ -177,7 +187,7 @@ impl Registry {
         opts.reply_to = Some(ReplyTo::Call(call_id));
         if let Err(e) = self.send(to, payload, opts).await {
             self.lock_calls().remove(&call_id);
-            return Err(e.into());
+            return Err(CallError::Send(e.error));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(v)) => Ok(v),

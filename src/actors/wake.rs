@@ -4,7 +4,7 @@
 
 /// Control messages of a host.
 #[derive(Debug)]
-pub enum HostMsg {
+pub(crate) enum HostMsg {
     /// Look at the mailbox.
     Wake,
 }

@@ -19,7 +19,7 @@ use crate::policies::rate_limit::{Limiter, Limits};
 use crate::spec_error::SpecError;
 
 /// Starts and tracks the hosts of one agent.
-pub struct AgentWorker {
+pub(crate) struct AgentWorker {
     slot: Arc<AgentSlot>,
     registry: Arc<Registry>,
     build: Arc<BuildFn>,
@@ -28,7 +28,7 @@ pub struct AgentWorker {
 
 impl AgentWorker {
     /// The worker of `slot`'s agent: its kind's builder and its limiters.
-    pub fn new(
+    pub(crate) fn new(
         slot: Arc<AgentSlot>,
         registry: Arc<Registry>,
         kinds: &Kinds,
@@ -63,12 +63,16 @@ impl AgentWorker {
     }
 
     /// How many replicas the agent runs.
-    pub fn replicas(&self) -> usize {
+    pub(crate) fn replicas(&self) -> usize {
         self.slot.spec.replicas as usize
     }
 
     /// Starts host `replica`, linked to `supervisor`; returns once it runs.
-    pub async fn start(&self, replica: usize, supervisor: ActorCell) -> Result<ActorCell, String> {
+    pub(crate) async fn start(
+        &self,
+        replica: usize,
+        supervisor: ActorCell,
+    ) -> Result<ActorCell, String> {
         let args = HostArgs {
             slot: self.slot.clone(),
             replica,
@@ -86,22 +90,23 @@ impl AgentWorker {
     /// Host `id` of `replica` ended with `reason`; `own_failure` when its own code
     /// failed (a panic or fatal error). Returns whether a message was in flight,
     /// which the slot then retries or charges (see [`AgentSlot::replica_exited`]).
-    pub fn exited(&self, replica: usize, id: ActorId, reason: &str, own_failure: bool) -> bool {
+    pub(crate) fn exited(
+        &self,
+        replica: usize,
+        id: ActorId,
+        reason: &str,
+        own_failure: bool,
+    ) -> bool {
         self.slot.replica_exited(replica, id, reason, own_failure)
     }
 
     /// Counts a restart of the agent (its `restarts` counter).
-    pub fn restarted(&self) {
+    pub(crate) fn restarted(&self) {
         self.slot.stats.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The agent's name.
-    pub fn name(&self) -> &str {
-        &self.slot.name
-    }
-
     /// What the agent still holds: (messages waiting or in flight, dead letters).
-    pub fn backlog(&self) -> (usize, usize) {
+    pub(crate) fn backlog(&self) -> (usize, usize) {
         (
             self.slot.pending() + self.slot.in_flight(),
             self.slot.dead_count(),
@@ -110,12 +115,12 @@ impl AgentWorker {
 
     /// Refuses every later send if the agent holds nothing (one step); otherwise
     /// returns its backlog. See [`AgentWorker::reopen`].
-    pub fn close_if_empty(&self) -> Result<(), (usize, usize)> {
+    pub(crate) fn close_if_empty(&self) -> Result<(), (usize, usize)> {
         self.slot.close_if_empty()
     }
 
     /// Takes sends again after [`AgentWorker::close_if_empty`].
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.slot.reopen();
     }
 }

@@ -1,7 +1,7 @@
 //! The built-in tree of `warden chaos`: every strategy, a replica pool and a sink.
 
 /// The built-in config; `{dir}` is the run's work directory.
-pub const BUILTIN: &str = r#"
+pub(super) const BUILTIN: &str = r#"
 [daemon]
 data_dir = "{dir}/data"
 

@@ -19,10 +19,10 @@ use super::high_water::HighWater;
 use super::{codec, keys, StoreError, StoreStats};
 
 /// What runs when a request's batch is durable (or failed).
-pub type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Then = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One request: a batch and its completion.
-pub struct Commit {
+pub(crate) struct Commit {
     pub(crate) batch: super::Batch,
     pub(crate) then: Then,
 }

@@ -10,6 +10,7 @@ use crate::envelope::Envelope;
 /// Why a message was given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeadReason {
     /// Failed `max_attempts` times (`last_error` says how).
     MaxAttempts,

@@ -15,8 +15,10 @@
 //! - A store written by a newer format is refused at open, with both versions named.
 
 pub mod children;
+// The record layout (keys and encodings) is public on purpose: it is the on-disk
+// format, which tools and the crash tests read and damage directly.
 pub mod codec;
-pub mod committer;
+pub(crate) mod committer;
 pub mod dead;
 pub mod high_water;
 pub mod keys;
@@ -37,7 +39,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use committer::Commit;
+pub(crate) use committer::Commit;
 pub use recovery::{Recovered, RecoveredAgent};
 
 /// How hard an accepted message is pushed to disk before `send` answers.

@@ -8,7 +8,7 @@
 pub mod intensity;
 pub mod restart;
 pub mod spec;
-pub mod supervisor;
+pub(crate) mod supervisor;
 pub mod tree;
 
 pub use restart::{Exit, EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};

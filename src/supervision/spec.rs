@@ -13,6 +13,7 @@ use crate::spec_error::SpecError;
 
 /// Which siblings a supervisor restarts when one child fails (OTP `strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Strategy {
     /// Restart only the child that failed.
     OneForOne,

@@ -29,6 +29,7 @@ use std::time::Duration;
 /// A node's lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Status {
     /// Not started yet.
     Starting,
@@ -47,6 +48,7 @@ pub enum Status {
 
 /// What a node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeKind {
     /// An agent with this many replicas.
     Agent {
@@ -161,14 +163,14 @@ pub struct Durable {
 /// Everything the supervisors of one tree share.
 pub struct TreeContext {
     /// Agent slots and pending calls.
-    pub registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Behaviours.
-    pub kinds: Kinds,
+    pub(crate) kinds: Kinds,
     /// The store, when the tree has durable mailboxes.
-    pub durable: Option<Durable>,
+    pub(crate) durable: Option<Durable>,
     /// Named rate limiters, shared by the agents that list them; they outlive
     /// every incarnation, so a restart does not reset a quota.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     parents: RwLock<HashMap<String, String>>,
     supervisors: RwLock<HashMap<String, ActorCell>>,
@@ -432,6 +434,16 @@ impl TreeContext {
                 .insert(name.to_string(), p.to_string());
         }
         Ok(())
+    }
+
+    /// The named rate limiters.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The agents' slots and pending calls.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// The node named `name`.

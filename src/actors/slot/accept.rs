@@ -15,6 +15,7 @@ use crate::store::{mailbox, Batch, StoreError};
 
 /// Why a send was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// No agent by that name.
     #[error("{0}")]
@@ -32,6 +33,25 @@ pub enum SendError {
     /// The store could not make the message durable; it was not accepted.
     #[error("not accepted: {0}")]
     Store(#[from] StoreError),
+}
+
+/// A refused send, with the payload handed back when it was never accepted (an
+/// unknown agent, a full mailbox), so the caller can retry or send it elsewhere.
+/// `payload` is `None` only when the store failed after taking the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Undelivered {
+    /// Why.
+    #[source]
+    pub error: SendError,
+    /// The payload, back to the caller.
+    pub payload: Option<Value>,
+}
+
+impl From<Undelivered> for SendError {
+    fn from(u: Undelivered) -> Self {
+        u.error
+    }
 }
 
 /// The result of an accepted send.
@@ -90,14 +110,14 @@ impl AgentSlot {
 
     /// Accepts a message from outside the tree: capacity, idempotency, id, then (for
     /// a durable mailbox) a store write whose flush completes the accept.
-    pub(crate) fn accept(self: &Arc<Self>, parts: Parts) -> Result<Accepting, SendError> {
+    pub(crate) fn accept(self: &Arc<Self>, parts: Parts) -> Result<Accepting, Undelivered> {
         let now = now_ms();
         let mut inner = self.lock();
         if inner.closed {
-            return Err(SendError::UnknownAgent(format!(
-                "no agent '{}'; it was deleted",
-                self.name
-            )));
+            return Err(Undelivered {
+                error: SendError::UnknownAgent(format!("no agent '{}'; it was deleted", self.name)),
+                payload: Some(parts.payload),
+            });
         }
         if let Some(key) = &parts.key {
             if let Some(&(seq, expires)) = inner.keys.get(key) {
@@ -114,9 +134,12 @@ impl AgentSlot {
         }
         let busy = inner.in_flight.iter().filter(|m| m.is_some()).count();
         if inner.queue.len() + busy + inner.reserved >= self.spec.mailbox_capacity {
-            return Err(SendError::MailboxFull {
-                agent: self.name.to_string(),
-                capacity: self.spec.mailbox_capacity,
+            return Err(Undelivered {
+                error: SendError::MailboxFull {
+                    agent: self.name.to_string(),
+                    capacity: self.spec.mailbox_capacity,
+                },
+                payload: Some(parts.payload),
             });
         }
         let seq = inner.next_seq;

@@ -145,6 +145,12 @@ impl From<SendError> for AdminError {
     }
 }
 
+impl From<crate::actors::Undelivered> for AdminError {
+    fn from(u: crate::actors::Undelivered) -> Self {
+        u.error.into()
+    }
+}
+
 impl From<ControlError> for AdminError {
     fn from(e: ControlError) -> Self {
         let code = match &e {

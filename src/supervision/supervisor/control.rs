@@ -11,6 +11,7 @@ use crate::supervision::tree::Status;
 
 /// Why a control request was refused (OTP's `terminate_child`/`restart_child` errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// No child by that name.
     #[error("{0}")]

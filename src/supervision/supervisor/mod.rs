@@ -51,7 +51,7 @@ mod sweep;
 pub use control::{ChildInfo, ControlError, ControlOp};
 
 /// Messages to a supervisor.
-pub enum SupMsg {
+pub(crate) enum SupMsg {
     /// Operator control of one child.
     Control(ControlOp, String, RpcReplyPort<Result<(), ControlError>>),
     /// Add and start a child (OTP `start_child`); with a record, it is dynamic and
@@ -76,10 +76,10 @@ pub enum SupMsg {
 }
 
 /// The supervisor actor type.
-pub struct Supervisor;
+pub(crate) struct Supervisor;
 
 /// What a supervisor is started with.
-pub struct SupervisorArgs {
+pub(crate) struct SupervisorArgs {
     /// Its spec.
     pub spec: SupervisorSpec,
     /// The tree it belongs to.
@@ -107,7 +107,7 @@ impl Child {
 }
 
 /// A running supervisor.
-pub struct SupState {
+pub(crate) struct SupState {
     name: String,
     strategy: Strategy,
     auto_shutdown: AutoShutdown,
