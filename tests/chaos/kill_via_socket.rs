@@ -186,7 +186,11 @@ fn kill_storm_reports_no_bogus_shutdown_timeouts() {
         if rng.u8(0..3) == 0 {
             let who = ["a", "b", "c", "pipeline"][rng.usize(0..4)];
             let r = c.req(json!({"id": i, "op": "kill", "agent": who}));
-            assert_eq!(r["ok"], true, "{r}");
+            // Right after `pipeline` itself was killed, root may not have started its
+            // next incarnation yet: its children's kills are refused, legitimately.
+            let restarting =
+                ["unavailable", "not_running"].contains(&r["error"]["code"].as_str().unwrap_or(""));
+            assert!(r["ok"] == true || restarting, "{r}");
         }
     }
     wait_until_blocking("the pipeline drains", T, || {
