@@ -4,7 +4,9 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use warden::clock::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;

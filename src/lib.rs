@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the one clock (tokio's, pausable in tests) for instants and
+//!   wall-clock milliseconds.
 //! - [`envelope`]: the message on its way: ids, correlation, hops, attempts, deadline.
 //! - [`actors`]: the [`Agent`] trait and the [`Context`] a handler works through
 //!   ([`agent`]), agent slots (stable names, mailboxes, state), host actors, built-in
@@ -37,6 +39,7 @@ pub mod admin;
 pub mod bench;
 pub mod chaos;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod envelope;

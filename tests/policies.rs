@@ -371,3 +371,36 @@ breaker = { failures = 2, cool_down = "1m" }
     let tree = c.req(json!({"id": 4, "op": "tree"}))["result"].clone();
     assert_eq!(tree["children"][0]["breaker"], "open");
 }
+
+/// One clock: with tokio's time paused, a correlation deadline of an hour passes
+/// in virtual time. The message waits for a stopped agent, two virtual hours go
+/// by in no real time, and the agent, started again, dead-letters it unhandled.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_passes_in_paused_time() {
+    let (k, _) = kinds();
+    let rt = Runtime::start(
+        SupervisorSpec::new("root").child(ChildSpec::agent(counter("w"))),
+        k,
+    )
+    .await
+    .unwrap();
+    rt.stop_child("w").await.unwrap();
+    let opts = warden::actors::SendOptions {
+        deadline: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    rt.send_with("w", json!({"op": "inc"}), opts).await.unwrap();
+    let real = std::time::Instant::now();
+    tokio::time::advance(Duration::from_secs(7200)).await;
+    rt.start_child("w").await.unwrap();
+    let slot = rt.agent("w").unwrap();
+    wait_until(
+        "the message is dead-lettered",
+        Duration::from_secs(10),
+        || slot.dead_count() == 1,
+    )
+    .await;
+    assert_eq!(slot.dead_letters()[0].reason, DeadReason::DeadlineExceeded);
+    assert_eq!(slot.state(), serde_json::Value::Null, "never handled");
+    assert!(real.elapsed() < Duration::from_secs(5));
+}

@@ -13,7 +13,9 @@
 //! (which ractor delivers between actor messages) waits for at most one handler.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
@@ -204,7 +206,7 @@ async fn deliver(
     // G8: a permit from every limiter first; waiting is not an attempt.
     let deadline = env
         .deadline_ms
-        .map(|d| std::time::Instant::now() + Duration::from_millis(d.saturating_sub(now_ms())));
+        .map(|d| crate::clock::now() + Duration::from_millis(d.saturating_sub(now_ms())));
     for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");

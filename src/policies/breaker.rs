@@ -8,7 +8,9 @@
 //! a non-retryable error (bad input) and a 429 (an upstream quota) do not count.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use serde::Serialize;
 

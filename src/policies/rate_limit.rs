@@ -17,10 +17,19 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::RateLimiter;
+
+use crate::clock::{Instant, LimiterClock};
+
+/// A direct (unkeyed) governor limiter on the runtime's clock.
+type Bucket =
+    RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<std::time::Instant>>;
+use governor::Quota;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -99,12 +108,12 @@ pub enum Refused {
 /// One named limiter.
 pub struct Limiter {
     name: String,
-    requests: DefaultDirectRateLimiter,
+    requests: Bucket,
     /// `tokens_per_minute`: a bucket holding one minute of tokens, and its capacity.
-    tokens: Option<(DefaultDirectRateLimiter, u32)>,
+    tokens: Option<(Bucket, u32)>,
     /// Overrun tokens owed; the next taker pays them before its own.
     debt: AtomicU64,
-    clock: DefaultClock,
+    clock: LimiterClock,
     paused_until: Mutex<Option<Instant>>,
     /// Counters.
     pub stats: LimiterStats,
@@ -129,14 +138,14 @@ impl Limiter {
             let q = Quota::with_period(period)
                 .expect("period is positive")
                 .allow_burst(NonZeroU32::new(capacity).expect("capacity >= 1"));
-            (DefaultDirectRateLimiter::direct(q), capacity)
+            (Bucket::direct_with_clock(q, LimiterClock), capacity)
         });
         Limiter {
             name: name.to_string(),
-            requests: DefaultDirectRateLimiter::direct(quota),
+            requests: Bucket::direct_with_clock(quota, LimiterClock),
             tokens,
             debt: AtomicU64::new(0),
-            clock: DefaultClock::default(),
+            clock: LimiterClock,
             paused_until: Mutex::new(None),
             stats: LimiterStats::default(),
         }
@@ -326,6 +335,30 @@ mod tests {
             "about one period (50 ms)"
         );
         assert_eq!(l.snapshot().permits, 4);
+    }
+
+    /// One clock (crate::clock): with tokio's time paused, a limiter wait of a
+    /// whole minute passes in virtual time, exactly, and the test takes no time.
+    #[tokio::test(start_paused = true)]
+    async fn a_limiter_wait_follows_paused_time() {
+        let l = Limiter::new("t", &spec(1.0 / 60.0, 1));
+        l.acquire(None).await.unwrap();
+        let (t, real) = (Instant::now(), std::time::Instant::now());
+        l.acquire(None).await.unwrap();
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_secs(59) && waited <= Duration::from_secs(61),
+            "one period of virtual time: {waited:?}"
+        );
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "no real minute passed"
+        );
+        // a 429 pause of an hour, likewise
+        l.pause(Duration::from_secs(3600));
+        let t = Instant::now();
+        l.acquire(None).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_secs(3600));
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@
 //! bounded, unlike OTP 25's list walk, which grows with restarts in the period.
 //! Time is passed in, never read, so the rule is a pure function of its inputs.
 
+use crate::clock::Instant;
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use super::spec::Intensity;
 

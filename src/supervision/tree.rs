@@ -529,7 +529,7 @@ impl TreeContext {
                 let slot = self.registry.get(name);
                 let paused = slot
                     .as_ref()
-                    .and_then(|s| s.systemic.snapshot(std::time::Instant::now()));
+                    .and_then(|s| s.systemic.snapshot(crate::clock::now()));
                 let status = match node.status() {
                     Status::Running if paused.is_some() => Status::Paused,
                     s => s,

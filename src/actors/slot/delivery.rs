@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Instant;
 use ractor::{ActorCell, ActorId, ActorRef};
 use serde_json::Value;
-use tokio::time::Instant;
 
 use super::{owner_id, take_settled, take_waker, wake, AgentSlot, InFlight, Next};
 use crate::actors::wake::HostMsg;
@@ -44,7 +44,7 @@ impl AgentSlot {
                 return Next::WaitFor(at - now);
             }
         }
-        let mut pick = match self.systemic.admit(now.into_std(), inner.queue.len()) {
+        let mut pick = match self.systemic.admit(now, inner.queue.len()) {
             Admit::Head => None,
             Admit::Trial(i) => Some(i),
             Admit::Wait(d) => return Next::WaitFor(d),
@@ -63,7 +63,7 @@ impl AgentSlot {
             None => false,
         };
         if let Some(b) = &self.breaker {
-            if let Err(wait) = b.admit(now.into_std()) {
+            if let Err(wait) = b.admit(now) {
                 if alone {
                     self.leave_gate(head.env.id.seq, false);
                 }
@@ -266,7 +266,7 @@ impl AgentSlot {
             .breaker
             .as_ref()
             .is_some_and(|b| b.snapshot().state == BreakerState::HalfOpen);
-        let verdict = self.systemic.on_failure(env.id.seq, error, now.into_std());
+        let verdict = self.systemic.on_failure(env.id.seq, error, now);
         // A breaker's half-open trial that fails is counted, but never dead-letters
         // the message: the breaker opens again and the message waits, so an open
         // breaker cannot lose one message per few cool-downs.
@@ -276,7 +276,7 @@ impl AgentSlot {
             // attempt is refunded and the message waits at the head, never
             // dead-lettered for it.
             if let Some(b) = &self.breaker {
-                b.on_failure(now.into_std());
+                b.on_failure(now);
             }
             if let Verdict::Refund(Some(reason)) = &verdict {
                 tracing::error!(agent = %self.name, %reason, "agent paused: its messages wait; \
@@ -291,7 +291,7 @@ impl AgentSlot {
         }
         if let Some(b) = &self.breaker {
             if retry {
-                b.on_failure(Instant::now().into_std());
+                b.on_failure(Instant::now());
             } else {
                 b.release();
             }

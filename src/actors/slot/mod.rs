@@ -29,7 +29,7 @@ use std::time::Duration;
 
 // tokio's clock (the same as std's unless a test pauses time): retry delays then
 // follow paused time too.
-use tokio::time::Instant;
+use crate::clock::Instant;
 
 use ractor::{ActorCell, ActorId, ActorRef};
 use serde_json::Value;

@@ -30,7 +30,7 @@ pub(super) async fn apply(_: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
                 "dead_letters": s.dead_count(),
                 "durable": s.is_durable(),
                 "breaker": s.breaker.as_ref().map(|b| b.snapshot()),
-                "paused": s.systemic.snapshot(std::time::Instant::now()),
+                "paused": s.systemic.snapshot(crate::clock::now()),
                 "pauses": s.systemic.pauses(),
             }),
         );

@@ -3,7 +3,7 @@
 //! shutdown after significant children end, and giving up (escalation) past the
 //! intensity.
 
-use std::time::Instant;
+use crate::clock::Instant;
 
 use ractor::{ActorId, ActorProcessingErr, ActorRef};
 

@@ -27,9 +27,9 @@
 //! `sweep.rs` runs restarts; `control.rs` serves operator requests; `dynamic.rs`
 //! adds, spawns and deletes children at run time.
 
+use crate::clock::Instant;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use indexmap::IndexMap;
 use ractor::{

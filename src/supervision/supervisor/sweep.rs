@@ -13,8 +13,8 @@
 //! depends on it. A child belongs to at most one sweep; a newer sweep takes its
 //! members over.
 
+use crate::clock::Instant;
 use std::collections::HashMap;
-use std::time::Instant;
 
 use ractor::{ActorProcessingErr, ActorRef};
 use tracing::Instrument;
