@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::protocol::AdminError;
+use super::error::AdminError;
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]

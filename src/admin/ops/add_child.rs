@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{s, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 /// `add_child`'s fields.
 #[derive(Debug, Deserialize)]

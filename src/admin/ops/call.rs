@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{duration, AdminCtx};
 use crate::actors::CallError;
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 /// `call`'s fields.
 #[derive(Debug, Deserialize)]
@@ -29,7 +29,7 @@ pub(super) async fn apply(c: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     match ctx.runtime.call(&c.to, c.payload, timeout).await {
         Ok(reply) => Ok(json!({"reply": reply})),
         Err(CallError::Send(e)) => Err(e.into()),
-        Err(e @ CallError::Timeout { .. }) => Err(AdminError::new(crate::admin::protocol::ErrorCode::Timeout, e.to_string())),
+        Err(e @ CallError::Timeout { .. }) => Err(AdminError::new(crate::admin::error::ErrorCode::Timeout, e.to_string())),
     }
 }
 

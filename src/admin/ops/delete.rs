@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{s, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 pub(crate) type Req = super::AgentReq;
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::admin::protocol::{AdminError, ErrorCode};
+use crate::admin::error::{AdminError, ErrorCode};
 use crate::envelope::MessageId;
 
 /// `dlq_replay` and `dlq_purge` fields: one message by id, or all.

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{s, short, slot, table, AdminCtx};
 use crate::actors::DeadLetter;
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 /// `dlq_list`'s fields.
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::dlq::{found, pick};
 use super::{slot, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 pub(crate) type Req = super::dlq::PickReq;
 

@@ -4,7 +4,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AdminCtx;
-use crate::admin::protocol::{AdminError, ErrorCode, PROTOCOL_VERSION};
+use crate::admin::error::{AdminError, ErrorCode};
+use crate::admin::protocol::PROTOCOL_VERSION;
 
 /// `hello`'s fields.
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{s, short, slot, table, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 use crate::envelope::Envelope;
 
 /// `mailbox`'s fields.

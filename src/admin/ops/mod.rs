@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::protocol::{AdminError, ErrorCode};
+use super::error::{AdminError, ErrorCode};
 use crate::actors::SendError;
 use crate::admin::render::{s, short, table};
 use crate::supervision::ControlError;

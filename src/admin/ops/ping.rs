@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::AdminCtx;
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 pub(crate) type Req = super::NoFields;
 

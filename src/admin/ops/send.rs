@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{duration, s, AdminCtx};
 use crate::actors::SendOptions;
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 /// `send`'s fields.
 #[derive(Debug, Deserialize)]

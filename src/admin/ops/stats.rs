@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Map, Value};
 
 use super::{s, table, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 pub(crate) type Req = super::NoFields;
 

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::{s, AdminCtx};
-use crate::admin::protocol::AdminError;
+use crate::admin::error::AdminError;
 
 pub(crate) type Req = super::NoFields;
 
