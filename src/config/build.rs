@@ -1,20 +1,17 @@
 //! From checked tables to runtime specs, validating the tree as a whole.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
-use serde_json::Value as Json;
 use toml::Table;
 
+use super::backoff::restart_backoff;
 use super::daemon::{daemon, limit, telemetry};
 use super::section::Section;
 use super::{Config, ConfigError, LimitSpec};
-use crate::actors::{AgentSpec, Kinds, MailboxKind};
-use crate::policies::backoff::Backoff;
-use crate::policies::breaker::BreakerSpec;
+use crate::actors::Kinds;
 use crate::supervision::{
-    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
-    SupervisorSpec, DEFAULT_AGENT_SHUTDOWN,
+    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, Shutdown, Strategy, SupervisorSpec,
+    DEFAULT_AGENT_SHUTDOWN,
 };
 use crate::util::{did_you_mean, Quote};
 
@@ -31,29 +28,6 @@ const SUPERVISOR: &[&str] = &[
     "shutdown",
     "restart_backoff",
 ];
-const AGENT: &[&str] = &[
-    "kind",
-    "significant",
-    "restart",
-    "shutdown",
-    "mailbox",
-    "mailbox_capacity",
-    "replicas",
-    "timeout",
-    "max_attempts",
-    "backoff",
-    "hop_budget",
-    "limits",
-    "accept_faults",
-    "restart_backoff",
-    "deadline",
-    "breaker",
-    "pause_after",
-    "pause_cool_down",
-];
-const BREAKER: &[&str] = &["failures", "cool_down"];
-const BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter"];
-const RESTART_BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter", "reset_after"];
 
 pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, ConfigError> {
     let top = Section::new(file, "", table);
@@ -134,35 +108,6 @@ fn named_tables<'a>(
     Ok(out)
 }
 
-fn backoff(s: &Section, base: Backoff) -> Result<Backoff, ConfigError> {
-    let b = Backoff {
-        initial: s.duration("initial")?.unwrap_or(base.initial),
-        max: s.duration("max")?.unwrap_or(base.max),
-        multiplier: s.number("multiplier", 1.0)?.unwrap_or(base.multiplier),
-        jitter: s.number("jitter", 0.0)?.unwrap_or(base.jitter),
-    };
-    b.validate().map_err(|e| s.err("", e))?;
-    Ok(b)
-}
-
-fn restart_backoff(s: &Section) -> Result<RestartBackoff, ConfigError> {
-    s.check_keys(RESTART_BACKOFF)?;
-    Ok(RestartBackoff {
-        backoff: backoff(
-            s,
-            Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(10),
-                multiplier: 2.0,
-                jitter: 0.2,
-            },
-        )?,
-        reset_after: s
-            .duration("reset_after")?
-            .unwrap_or(Duration::from_secs(30)),
-    })
-}
-
 /// The parts every child has: restart type, shutdown, restart backoff, and
 /// whether it is significant.
 fn child_common(
@@ -201,19 +146,19 @@ fn child_common(
 }
 
 pub(super) struct TreeBuilder<'a, 'b> {
-    kinds: &'a Kinds,
-    limits: &'a BTreeMap<String, LimitSpec>,
-    supervisors: &'a BTreeMap<String, Section<'b>>,
-    agents: &'a BTreeMap<String, Section<'b>>,
+    pub(super) kinds: &'a Kinds,
+    pub(super) limits: &'a BTreeMap<String, LimitSpec>,
+    pub(super) supervisors: &'a BTreeMap<String, Section<'b>>,
+    pub(super) agents: &'a BTreeMap<String, Section<'b>>,
     /// child -> the supervisor that lists it
-    parent: HashMap<String, String>,
+    pub(super) parent: HashMap<String, String>,
     /// supervisors being built, root first: a cycle is a name already on it
-    stack: Vec<String>,
+    pub(super) stack: Vec<String>,
     /// agents used as templates (not children, so listing one as a child is an error)
-    templates: std::collections::HashSet<String>,
+    pub(super) templates: std::collections::HashSet<String>,
     /// Check that agents named in `to = [...]` lists exist in the config (not for
     /// children added at run time: they may name other run-time agents).
-    check_targets: bool,
+    pub(super) check_targets: bool,
 }
 
 impl<'a, 'b> TreeBuilder<'a, 'b> {
@@ -419,131 +364,5 @@ impl TreeBuilder<'_, '_> {
             DEFAULT_AGENT_SHUTDOWN,
             ChildKind::Agent(spec),
         )?))
-    }
-
-    fn agent(&self, name: &str, s: &Section) -> Result<AgentSpec, ConfigError> {
-        let kind = match s.str("kind")? {
-            Some(k) => k,
-            None => {
-                return Err(s.err(
-                    "kind",
-                    format!(
-                        "missing; every agent needs a kind ({})",
-                        self.kinds.names().join(", ")
-                    ),
-                ))
-            }
-        };
-        let Some(info) = self.kinds.get(kind) else {
-            let hint = did_you_mean(kind, self.kinds.names(), Quote::Value)
-                .map(|h| format!("{h} "))
-                .unwrap_or_default();
-            return Err(s.err(
-                "kind",
-                format!(
-                    "unknown kind \"{kind}\"; {hint}known kinds: {}",
-                    self.kinds.names().join(", ")
-                ),
-            ));
-        };
-        let mut allowed: Vec<&str> = AGENT.to_vec();
-        allowed.extend_from_slice(info.options);
-        s.check_keys(&allowed)?;
-        for req in info.required {
-            if !s.table.contains_key(*req) {
-                return Err(s.err(req, format!("missing; kind \"{kind}\" needs it")));
-            }
-        }
-        let d = AgentSpec::new(name, kind);
-        let mut spec = AgentSpec {
-            mailbox: match s.choice("mailbox", &["durable", "memory"])? {
-                Some("memory") => MailboxKind::Memory,
-                Some(_) => MailboxKind::Durable,
-                None => d.mailbox,
-            },
-            mailbox_capacity: s
-                .int("mailbox_capacity", 1, i64::from(u32::MAX))?
-                .map_or(d.mailbox_capacity, |v| v as usize),
-            replicas: s.int("replicas", 1, 1024)?.map_or(d.replicas, |v| v as u32),
-            timeout: s.duration("timeout")?.unwrap_or(d.timeout),
-            max_attempts: s
-                .int("max_attempts", 1, 1_000_000)?
-                .map_or(d.max_attempts, |v| v as u32),
-            backoff: match s.table("backoff")? {
-                Some(b) => {
-                    b.check_keys(BACKOFF)?;
-                    backoff(&b, d.backoff)?
-                }
-                None => d.backoff,
-            },
-            hop_budget: s
-                .int("hop_budget", 0, 1_000_000)?
-                .map_or(d.hop_budget, |v| v as u32),
-            limits: s.strings("limits")?.unwrap_or_default(),
-            accept_faults: s.bool("accept_faults")?.unwrap_or(false),
-            deadline: s.duration("deadline")?,
-            breaker: match s.table("breaker")? {
-                None => None,
-                Some(b) => {
-                    b.check_keys(BREAKER)?;
-                    Some(BreakerSpec {
-                        failures: b.int("failures", 1, 1_000_000)?.map_or(5, |v| v as u32),
-                        cool_down: b.duration("cool_down")?.unwrap_or(Duration::from_secs(30)),
-                    })
-                }
-            },
-            systemic: crate::policies::systemic::SystemicSpec {
-                after: s
-                    .int("pause_after", 0, 1_000_000)?
-                    .map_or(d.systemic.after, |v| v as u32),
-                cool_down: s
-                    .duration("pause_cool_down")?
-                    .unwrap_or(d.systemic.cool_down),
-                ..d.systemic
-            },
-            ..d
-        };
-        if spec.timeout.is_zero() {
-            return Err(s.err("timeout", "must be more than 0"));
-        }
-        for l in &spec.limits {
-            if !self.limits.contains_key(l) {
-                let hint = did_you_mean(l, self.limits.keys().map(String::as_str), Quote::Name)
-                    .map(|h| format!("{h} "))
-                    .unwrap_or_default();
-                return Err(s.err(
-                    "limits",
-                    format!("no limiter '{l}'; {hint}define it as [limits.{l}]"),
-                ));
-            }
-        }
-        for opt in info.options {
-            if let Some(v) = s.table.get(*opt) {
-                let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
-                spec.options.insert(opt.to_string(), json);
-            }
-        }
-        for list in info.agent_lists {
-            if self.check_targets && s.table.contains_key(*list) {
-                for target in s.strings(list)?.unwrap_or_default() {
-                    if !self.agents.contains_key(&target) {
-                        let hint = did_you_mean(
-                            &target,
-                            self.agents.keys().map(String::as_str),
-                            Quote::Name,
-                        )
-                        .map(|h| format!("; {h}"))
-                        .unwrap_or_default();
-                        return Err(s.err(list, format!("no agent '{target}'{hint}")));
-                    }
-                }
-            }
-        }
-        if let Some(Json::String(p)) = spec.options.get("path") {
-            if p.is_empty() {
-                return Err(s.err("path", "must not be empty"));
-            }
-        }
-        Ok(spec)
     }
 }

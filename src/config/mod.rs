@@ -10,6 +10,8 @@
 //!
 //! Relative paths (`data_dir`, a sink's `path`) are relative to the working directory.
 
+mod agent;
+mod backoff;
 mod build;
 mod daemon;
 pub mod dynamic;

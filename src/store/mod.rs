@@ -14,7 +14,9 @@
 //!   the quarantine (`Q` + its key, raw bytes kept), counts and logs it, and goes on.
 //! - A store written by a newer format is refused at open, with both versions named.
 
+mod batch;
 pub mod children;
+mod error;
 // The record layout (keys and encodings) is public on purpose: it is the on-disk
 // format, which tools and the crash tests read and damage directly.
 pub mod codec;
@@ -27,7 +29,6 @@ mod open;
 mod recovery;
 pub mod suspects;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +40,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use batch::{Batch, IdemMap};
 pub(crate) use committer::Commit;
+pub use error::StoreError;
 pub use recovery::{Recovered, RecoveredAgent};
 
 /// How hard an accepted message is pushed to disk before `send` answers.
@@ -50,83 +53,6 @@ pub enum Durability {
     /// Also survives power loss: the log file is `fdatasync`ed too.
     Power,
 }
-
-/// A store failure. sled and I/O failures keep their cause as `source()`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// sled failed.
-    #[error("store error: {what}: {source}")]
-    Sled {
-        /// What was being done.
-        what: String,
-        /// sled's error.
-        #[source]
-        source: Arc<sled::Error>,
-    },
-    /// The filesystem failed.
-    #[error("store I/O error: {what}: {source}")]
-    Io {
-        /// What was being done, on which path.
-        what: String,
-        /// The I/O error.
-        #[source]
-        source: Arc<std::io::Error>,
-    },
-    /// The store was written by a newer Warden.
-    #[error("the store at {path} has format version {found}, newer than this build's {supported}; run the Warden that wrote it, or move the store away")]
-    NewerFormat {
-        /// The store directory.
-        path: String,
-        /// Version found.
-        found: u8,
-        /// Version this build writes.
-        supported: u8,
-    },
-    /// The store is closed (shutting down).
-    #[error("the store is closed")]
-    Closed,
-    /// Committed data is missing, or cannot be checked (see [`high_water`]).
-    #[error("{0}")]
-    Lost(String),
-    /// A file of sled's own is damaged.
-    #[error("{0}")]
-    Damaged(String),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        StoreError::sled("sled", e)
-    }
-}
-
-impl StoreError {
-    /// sled failed while doing `what`.
-    pub fn sled(what: impl Into<String>, e: sled::Error) -> Self {
-        StoreError::Sled {
-            what: what.into(),
-            source: Arc::new(e),
-        }
-    }
-
-    /// The filesystem failed while doing `what`.
-    pub fn io(what: impl Into<String>, e: std::io::Error) -> Self {
-        StoreError::Io {
-            what: what.into(),
-            source: Arc::new(e),
-        }
-    }
-}
-
-/// Two store errors are equal when they read the same (their sources are not
-/// comparable).
-impl PartialEq for StoreError {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-
-impl Eq for StoreError {}
 
 /// Counters of the store, monotonic since open.
 #[derive(Debug, Default)]
@@ -431,42 +357,3 @@ impl Drop for Store {
         self.close();
     }
 }
-
-/// A set of writes applied atomically, in order (a later write to a key wins).
-/// The committer merges the batches of a whole group into one sled batch: sled
-/// 0.34 seals a log buffer per `apply_batch`, so one per group, not one per request,
-/// is what makes group commit cheap.
-#[derive(Default)]
-pub struct Batch {
-    ops: Vec<(sled::IVec, Option<sled::IVec>)>,
-}
-
-impl Batch {
-    /// Sets `key` to `value`.
-    pub fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
-        self.ops.push((key.into(), Some(value.into())));
-    }
-
-    /// Removes `key`.
-    pub fn remove(&mut self, key: impl Into<sled::IVec>) {
-        self.ops.push((key.into(), None));
-    }
-
-    /// True when it holds no write.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Adds these writes to `into`, in order.
-    pub(crate) fn merge_into(self, into: &mut sled::Batch) {
-        for (k, v) in self.ops {
-            match v {
-                Some(v) => into.insert(k, v),
-                None => into.remove(k),
-            }
-        }
-    }
-}
-
-/// Idempotency entries of one agent: key -> (sequence, expires at ms).
-pub type IdemMap = HashMap<String, (u64, u64)>;

@@ -6,15 +6,20 @@
 //! stop, stable names across restarts, restart backoff) is implemented here.
 
 pub mod intensity;
+pub mod node;
 pub mod restart;
+pub mod snapshot;
 pub mod spec;
 pub(crate) mod supervisor;
 pub mod tree;
+pub mod validate;
 
 pub use restart::{Exit, EXIT_GAVE_UP, EXIT_NORMAL, EXIT_SHUTDOWN};
+pub use snapshot::TreeSnapshot;
 pub use spec::{
-    check_name, AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown,
-    Strategy, SupervisorSpec, DEFAULT_AGENT_SHUTDOWN,
+    AutoShutdown, ChildKind, ChildSpec, Intensity, Restart, RestartBackoff, Shutdown, Strategy,
+    SupervisorSpec, DEFAULT_AGENT_SHUTDOWN,
 };
 pub use supervisor::{ChildInfo, ControlError, ControlOp};
-pub use tree::{Status, TreeContext, TreeEvent, TreeSnapshot};
+pub use tree::{Status, TreeContext, TreeEvent};
+pub use validate::{check_name, MAX_NAME_LEN};

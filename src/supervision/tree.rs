@@ -1,5 +1,6 @@
-//! The tree's shared view: per-node status and counters, lifecycle events, and
-//! snapshots of the whole tree for `tree`, `which_children` and `watch`.
+//! The tree's shared context: its nodes (`node.rs`), agents and their workers,
+//! dynamic children, supervisors' actors, and lifecycle events; `snapshot.rs`
+//! draws it for `tree`.
 //!
 //! Supervisors write their children's nodes as they start, stop and restart them;
 //! readers take snapshots without talking to any actor, so inspecting the tree never
@@ -9,146 +10,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ractor::{ActorCell, ActorId};
-use serde::Serialize;
+use ractor::ActorCell;
 use tokio::sync::broadcast;
 
 use indexmap::IndexMap;
 
+pub use super::node::{Node, NodeKind, Status};
 use super::spec::{ChildKind, ChildSpec, SupervisorSpec};
 pub use crate::actors::event::TreeEvent;
 use crate::actors::{AgentSlot, AgentWorker, Kinds, MailboxKind, Registry};
 use crate::envelope::now_ms;
-use crate::policies::breaker::BreakerState;
 use crate::policies::rate_limit::Limits;
-use crate::policies::systemic::PauseSnapshot;
 use crate::spec_error::SpecError;
 use crate::store::{Recovered, Store};
 use std::time::Duration;
-
-/// A node's lifecycle status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Status {
-    /// Not started yet.
-    Starting,
-    /// Running.
-    Running,
-    /// Between a failure and its restart (including restart backoff).
-    Restarting,
-    /// Stopped on purpose, or exited normally and not restarted.
-    Stopped,
-    /// Exited abnormally and not restarted, or gave up (a supervisor).
-    Failed,
-    /// An agent that stopped consuming its mailbox after a systemic failure
-    /// ([`crate::policies::systemic`]); `paused` in the snapshot says why.
-    Paused,
-}
-
-/// What a node is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NodeKind {
-    /// An agent with this many replicas.
-    Agent {
-        /// Replica count.
-        replicas: u32,
-    },
-    /// A supervisor with this strategy and these children, in start order.
-    Supervisor {
-        /// `one_for_one`, ...
-        strategy: &'static str,
-        /// Child names.
-        children: Vec<String>,
-    },
-}
-
-/// One node of the tree.
-#[derive(Debug)]
-pub struct Node {
-    /// Agent or supervisor.
-    pub kind: RwLock<NodeKind>,
-    status: Mutex<Status>,
-    restarts: AtomicU64,
-    ids: Mutex<Vec<ActorId>>,
-}
-
-impl Node {
-    fn new(kind: NodeKind) -> Self {
-        Node {
-            kind: RwLock::new(kind),
-            status: Mutex::new(Status::Starting),
-            restarts: AtomicU64::new(0),
-            ids: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Current status.
-    pub fn status(&self) -> Status {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn set_status(&self, s: Status) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
-    }
-
-    /// Restarts since the daemon started.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_restart(&self) {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Actor ids of the current incarnation (one per replica); empty when not running.
-    pub fn actor_ids(&self) -> Vec<ActorId> {
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) fn set_actor_ids(&self, ids: Vec<ActorId>) {
-        *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = ids;
-    }
-}
-
-/// A snapshot of one node and its subtree (the `tree` op's shape).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TreeSnapshot {
-    /// Node name.
-    pub name: String,
-    /// `agent` or `supervisor`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// Supervisors: their strategy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<&'static str>,
-    /// Lifecycle status.
-    pub status: Status,
-    /// Restarts since the daemon started.
-    pub restarts: u64,
-    /// Agents: messages waiting.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pending: Option<usize>,
-    /// Agents: messages being handled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_flight: Option<usize>,
-    /// Agents: dead letters kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dead_letters: Option<usize>,
-    /// Agents: replica count.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
-    /// Agents with a circuit breaker: its state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<BreakerState>,
-    /// Agents paused after a systemic failure: why, and when the next trial runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub paused: Option<PauseSnapshot>,
-    /// Supervisors: children in start order.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub children: Option<Vec<TreeSnapshot>>,
-}
 
 /// The store behind durable mailboxes, and what it held at open.
 pub struct Durable {
@@ -518,54 +393,5 @@ impl TreeContext {
     /// A receiver of every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<TreeEvent> {
         self.events.subscribe()
-    }
-
-    /// A snapshot of the subtree at `name`.
-    pub fn snapshot(&self, name: &str) -> Option<TreeSnapshot> {
-        let node = self.node(name)?;
-        let kind = node.kind.read().unwrap_or_else(|p| p.into_inner()).clone();
-        Some(match kind {
-            NodeKind::Agent { replicas } => {
-                let slot = self.registry.get(name);
-                let paused = slot
-                    .as_ref()
-                    .and_then(|s| s.systemic.snapshot(crate::clock::now()));
-                let status = match node.status() {
-                    Status::Running if paused.is_some() => Status::Paused,
-                    s => s,
-                };
-                TreeSnapshot {
-                    name: name.to_string(),
-                    kind: "agent",
-                    strategy: None,
-                    status,
-                    paused,
-                    restarts: node.restarts(),
-                    pending: slot.as_ref().map(|s| s.pending()),
-                    in_flight: slot.as_ref().map(|s| s.in_flight()),
-                    dead_letters: slot.as_ref().map(|s| s.dead_count()),
-                    replicas: Some(replicas),
-                    breaker: slot
-                        .as_ref()
-                        .and_then(|s| s.breaker.as_ref())
-                        .map(|b| b.snapshot().state),
-                    children: None,
-                }
-            }
-            NodeKind::Supervisor { strategy, children } => TreeSnapshot {
-                name: name.to_string(),
-                kind: "supervisor",
-                strategy: Some(strategy),
-                status: node.status(),
-                restarts: node.restarts(),
-                pending: None,
-                in_flight: None,
-                dead_letters: None,
-                replicas: None,
-                breaker: None,
-                paused: None,
-                children: Some(children.iter().filter_map(|c| self.snapshot(c)).collect()),
-            },
-        })
     }
 }

@@ -23,8 +23,9 @@ use crate::actors::AgentWorker;
 use crate::spec_error::SpecError;
 use crate::store::children::{self, ChildRecord};
 use crate::store::Batch;
-use crate::supervision::spec::{check_name, AutoShutdown, ChildKind, ChildSpec, Strategy};
+use crate::supervision::spec::{AutoShutdown, ChildKind, ChildSpec, Strategy};
 use crate::supervision::tree::Status;
+use crate::supervision::validate::check_name;
 
 type Reply = RpcReplyPort<Result<(), ControlError>>;
 

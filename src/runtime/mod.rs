@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorRef};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -18,11 +18,11 @@ use crate::envelope::MessageId;
 use crate::policies::rate_limit::Limits;
 use crate::spec_error::SpecError;
 use crate::store::Store;
-use crate::supervision::supervisor::{SupMsg, Supervisor, SupervisorArgs};
+use crate::supervision::supervisor::SupMsg;
 use crate::supervision::tree::Durable;
 use crate::supervision::{
-    ChildInfo, ChildSpec, ControlError, ControlOp, Exit, Status, SupervisorSpec, TreeContext,
-    TreeEvent, TreeSnapshot,
+    ChildInfo, ChildSpec, ControlError, ControlOp, SupervisorSpec, TreeContext, TreeEvent,
+    TreeSnapshot,
 };
 use crate::util::{did_you_mean, Quote};
 
@@ -73,79 +73,9 @@ pub struct ChildCount {
     pub workers: usize,
 }
 
-struct Guardian;
+mod guardian;
 
-struct GuardianArgs {
-    spec: SupervisorSpec,
-    tree: Arc<TreeContext>,
-    exit: watch::Sender<Option<RootExit>>,
-}
-
-struct GuardianState {
-    root_name: String,
-    tree: Arc<TreeContext>,
-    exit: watch::Sender<Option<RootExit>>,
-}
-
-impl Actor for Guardian {
-    type Msg = ();
-    type State = GuardianState;
-    type Arguments = GuardianArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<()>,
-        args: GuardianArgs,
-    ) -> Result<GuardianState, ActorProcessingErr> {
-        let name = args.spec.name.clone();
-        let sup_args = SupervisorArgs {
-            spec: args.spec,
-            tree: args.tree.clone(),
-        };
-        Supervisor::spawn_linked(None, Supervisor, sup_args, myself.get_cell())
-            .await
-            .map_err(|e| match e {
-                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
-                other => other.to_string(),
-            })?;
-        if let Some(node) = args.tree.node(&name) {
-            node.set_status(Status::Running);
-        }
-        Ok(GuardianState {
-            root_name: name,
-            tree: args.tree,
-            exit: args.exit,
-        })
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<()>,
-        evt: SupervisionEvent,
-        st: &mut GuardianState,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(exit) = Exit::of(&evt) else {
-            return Ok(());
-        };
-        let ended = match exit {
-            Exit::Normal | Exit::Shutdown => RootExit::Shutdown,
-            Exit::Crash { .. } | Exit::GaveUp(_) => RootExit::GaveUp(exit.reason()),
-        };
-        let status = match ended {
-            RootExit::Shutdown => Status::Stopped,
-            RootExit::GaveUp(_) => Status::Failed,
-        };
-        if let Some(root) = st.tree.node(&st.root_name) {
-            root.set_status(status);
-        }
-        if let RootExit::GaveUp(why) = &ended {
-            tracing::error!(root = %st.root_name, reason = %why, "root supervisor gave up");
-        }
-        let _ = st.exit.send(Some(ended));
-        myself.stop(None);
-        Ok(())
-    }
-}
+use guardian::{Guardian, GuardianArgs};
 
 /// A running tree.
 pub struct Runtime {

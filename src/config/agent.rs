@@ -1,0 +1,166 @@
+//! An `[agent.NAME]` section into an [`AgentSpec`]: the common agent keys, the
+//! kind's own options (and the ones it requires), retry backoff, breaker, pause,
+//! and the limiters and target agents it names, each checked against the rest of
+//! the config.
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use super::backoff::{backoff, BACKOFF};
+use super::build::TreeBuilder;
+use super::section::Section;
+use super::ConfigError;
+use crate::actors::{AgentSpec, MailboxKind};
+use crate::policies::breaker::BreakerSpec;
+use crate::util::{did_you_mean, Quote};
+
+pub(super) const AGENT: &[&str] = &[
+    "kind",
+    "significant",
+    "restart",
+    "shutdown",
+    "mailbox",
+    "mailbox_capacity",
+    "replicas",
+    "timeout",
+    "max_attempts",
+    "backoff",
+    "hop_budget",
+    "limits",
+    "accept_faults",
+    "restart_backoff",
+    "deadline",
+    "breaker",
+    "pause_after",
+    "pause_cool_down",
+];
+pub(super) const BREAKER: &[&str] = &["failures", "cool_down"];
+
+impl TreeBuilder<'_, '_> {
+    pub(super) fn agent(&self, name: &str, s: &Section) -> Result<AgentSpec, ConfigError> {
+        let kind = match s.str("kind")? {
+            Some(k) => k,
+            None => {
+                return Err(s.err(
+                    "kind",
+                    format!(
+                        "missing; every agent needs a kind ({})",
+                        self.kinds.names().join(", ")
+                    ),
+                ))
+            }
+        };
+        let Some(info) = self.kinds.get(kind) else {
+            let hint = did_you_mean(kind, self.kinds.names(), Quote::Value)
+                .map(|h| format!("{h} "))
+                .unwrap_or_default();
+            return Err(s.err(
+                "kind",
+                format!(
+                    "unknown kind \"{kind}\"; {hint}known kinds: {}",
+                    self.kinds.names().join(", ")
+                ),
+            ));
+        };
+        let mut allowed: Vec<&str> = AGENT.to_vec();
+        allowed.extend_from_slice(info.options);
+        s.check_keys(&allowed)?;
+        for req in info.required {
+            if !s.table.contains_key(*req) {
+                return Err(s.err(req, format!("missing; kind \"{kind}\" needs it")));
+            }
+        }
+        let d = AgentSpec::new(name, kind);
+        let mut spec = AgentSpec {
+            mailbox: match s.choice("mailbox", &["durable", "memory"])? {
+                Some("memory") => MailboxKind::Memory,
+                Some(_) => MailboxKind::Durable,
+                None => d.mailbox,
+            },
+            mailbox_capacity: s
+                .int("mailbox_capacity", 1, i64::from(u32::MAX))?
+                .map_or(d.mailbox_capacity, |v| v as usize),
+            replicas: s.int("replicas", 1, 1024)?.map_or(d.replicas, |v| v as u32),
+            timeout: s.duration("timeout")?.unwrap_or(d.timeout),
+            max_attempts: s
+                .int("max_attempts", 1, 1_000_000)?
+                .map_or(d.max_attempts, |v| v as u32),
+            backoff: match s.table("backoff")? {
+                Some(b) => {
+                    b.check_keys(BACKOFF)?;
+                    backoff(&b, d.backoff)?
+                }
+                None => d.backoff,
+            },
+            hop_budget: s
+                .int("hop_budget", 0, 1_000_000)?
+                .map_or(d.hop_budget, |v| v as u32),
+            limits: s.strings("limits")?.unwrap_or_default(),
+            accept_faults: s.bool("accept_faults")?.unwrap_or(false),
+            deadline: s.duration("deadline")?,
+            breaker: match s.table("breaker")? {
+                None => None,
+                Some(b) => {
+                    b.check_keys(BREAKER)?;
+                    Some(BreakerSpec {
+                        failures: b.int("failures", 1, 1_000_000)?.map_or(5, |v| v as u32),
+                        cool_down: b.duration("cool_down")?.unwrap_or(Duration::from_secs(30)),
+                    })
+                }
+            },
+            systemic: crate::policies::systemic::SystemicSpec {
+                after: s
+                    .int("pause_after", 0, 1_000_000)?
+                    .map_or(d.systemic.after, |v| v as u32),
+                cool_down: s
+                    .duration("pause_cool_down")?
+                    .unwrap_or(d.systemic.cool_down),
+                ..d.systemic
+            },
+            ..d
+        };
+        if spec.timeout.is_zero() {
+            return Err(s.err("timeout", "must be more than 0"));
+        }
+        for l in &spec.limits {
+            if !self.limits.contains_key(l) {
+                let hint = did_you_mean(l, self.limits.keys().map(String::as_str), Quote::Name)
+                    .map(|h| format!("{h} "))
+                    .unwrap_or_default();
+                return Err(s.err(
+                    "limits",
+                    format!("no limiter '{l}'; {hint}define it as [limits.{l}]"),
+                ));
+            }
+        }
+        for opt in info.options {
+            if let Some(v) = s.table.get(*opt) {
+                let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
+                spec.options.insert(opt.to_string(), json);
+            }
+        }
+        for list in info.agent_lists {
+            if self.check_targets && s.table.contains_key(*list) {
+                for target in s.strings(list)?.unwrap_or_default() {
+                    if !self.agents.contains_key(&target) {
+                        let hint = did_you_mean(
+                            &target,
+                            self.agents.keys().map(String::as_str),
+                            Quote::Name,
+                        )
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                        return Err(s.err(list, format!("no agent '{target}'{hint}")));
+                    }
+                }
+            }
+        }
+        if let Some(Json::String(p)) = spec.options.get("path") {
+            if p.is_empty() {
+                return Err(s.err("path", "must not be empty"));
+            }
+        }
+        Ok(spec)
+    }
+}
