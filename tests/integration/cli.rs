@@ -1,10 +1,8 @@
 //! The real `warden` binary: config validation, start, graceful stop, exit codes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{json_lines, Sandbox};
+use crate::common::{json_lines, Sandbox};
 use nix::sys::signal::Signal;
 
 const GOOD: &str = r#"
@@ -60,7 +58,7 @@ fn check_accepts_a_valid_config() {
 #[test]
 fn check_accepts_the_shipped_configs() {
     for file in ["config/warden.toml", "config/examples/full.toml"] {
-        let out = std::process::Command::new(common::warden_bin())
+        let out = std::process::Command::new(crate::common::warden_bin())
             .args(["check", "--config", file])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
@@ -307,7 +305,7 @@ shutdown = "110s"
     let mut d = sb.start_ready();
     let r = sb.ctl_json(&["send", "slow", r#"{"fault":"sleep","ms":66000}"#]);
     assert!(r["message_id"].is_string(), "{r}");
-    common::wait_until_blocking("the slow handler runs", Duration::from_secs(10), || {
+    crate::common::wait_until_blocking("the slow handler runs", Duration::from_secs(10), || {
         sb.ctl_json(&["stats"])["agents"]["slow"]["in_flight"] == 1
     });
     d.signal(Signal::SIGTERM);

@@ -5,13 +5,11 @@
 //! Tree: root (one_for_one, max R_root) -> [a1, s1 (strategy S, max R1) -> [b1, b2, b3], a2].
 //! Every kill is within one long intensity window, so the model needs no clock.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::tree::{child, ids, kinds, status};
-use common::wait_until;
+use crate::common::tree::{child, ids, kinds, status};
+use crate::common::wait_until;
 use proptest::prelude::*;
 use ractor::ActorId;
 use warden::supervision::{ChildSpec, Status, Strategy, SupervisorSpec};

@@ -1,12 +1,10 @@
 //! Policies through the real binary, from config alone.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::tree::{counter, kinds};
-use common::{json_lines, wait_until, wait_until_blocking, Sandbox};
+use crate::common::tree::{counter, kinds};
+use crate::common::{json_lines, wait_until, wait_until_blocking, Sandbox};
 use serde_json::json;
 use warden::actors::{AgentSpec, DeadReason, MailboxKind};
 use warden::policies::breaker::{BreakerSpec, BreakerState};

@@ -1,12 +1,10 @@
 //! OTP supervision through the library API, with real actors: restart types,
 //! strategies, intensity and escalation, ordered shutdown, stable names.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::tree::{child, counter, ids, inc, kinds, restarts, status, wait_restarted};
-use common::wait_until;
+use crate::common::tree::{child, counter, ids, inc, kinds, restarts, status, wait_restarted};
+use crate::common::wait_until;
 use serde_json::json;
 use warden::actors::DeadReason;
 use warden::policies::backoff::Backoff;
@@ -17,7 +15,7 @@ use warden::{RootExit, Runtime};
 
 const T: Duration = Duration::from_secs(10);
 
-async fn start(tree: SupervisorSpec) -> (Runtime, common::tree::StopLog) {
+async fn start(tree: SupervisorSpec) -> (Runtime, crate::common::tree::StopLog) {
     let (k, stops) = kinds();
     (Runtime::start(tree, k).await.expect("tree starts"), stops)
 }

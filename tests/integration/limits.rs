@@ -1,14 +1,12 @@
 //! Rate limits (G8) against a real HTTP server on 127.0.0.1, started by the test,
 //! which timestamps every request it receives. Real time, generous bounds.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::wait_until;
+use crate::common::wait_until;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

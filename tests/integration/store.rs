@@ -3,14 +3,12 @@
 //! quarantined; a newer format is refused. "Restart" here is a real close and
 //! reopen of the sled store; crashes of the real process are in tests/chaos.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::tree::{counter, inc, kinds};
-use common::wait_until;
+use crate::common::tree::{counter, inc, kinds};
+use crate::common::wait_until;
 use serde_json::json;
 use warden::actors::{SendError, SendOptions, Undelivered};
 use warden::store::{keys, Store, StoreError, StoreOptions};

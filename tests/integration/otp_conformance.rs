@@ -8,11 +8,9 @@
 //! message, as `exit(R)` ends an Erlang process. A restart is made to fail with a
 //! sink whose directory has been replaced by a file.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{wait_until_blocking, Conn, Daemon, Sandbox};
+use crate::common::{wait_until_blocking, Conn, Daemon, Sandbox};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);

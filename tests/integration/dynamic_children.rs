@@ -2,11 +2,9 @@
 //! the socket exist again, with their state and mailboxes, after the daemon is
 //! SIGKILLed; a delete is durable and never loses a message.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{wait_until_blocking, Conn, Sandbox};
+use crate::common::{wait_until_blocking, Conn, Sandbox};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 

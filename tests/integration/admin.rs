@@ -1,12 +1,10 @@
 //! The admin socket and `warden ctl`, through the real binary: every op, the
 //! bad-input matrix, permissions, locking, exit codes, kill under load, watch.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{json_lines, wait_until_blocking, Conn, Sandbox};
+use crate::common::{json_lines, wait_until_blocking, Conn, Sandbox};
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"
@@ -207,7 +205,7 @@ fn every_op_through_ctl() {
         sb.ctl_json(&["call", "intake", r#"{"n":2}"#, "--timeout", "10s"])["reply"],
         json!({"n": 2})
     );
-    let stdin = std::process::Command::new(common::warden_bin())
+    let stdin = std::process::Command::new(crate::common::warden_bin())
         .args([
             "ctl",
             "--socket",

@@ -1,0 +1,16 @@
+//! The integration tests: one test binary (ripgrep's layout), a module per area,
+//! sharing `tests/common`. Each drives the library or the real `warden` binary;
+//! the chaos tests have a binary of their own (`tests/chaos`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admin;
+mod cli;
+mod dynamic_children;
+mod limits;
+mod otp_conformance;
+mod policies;
+mod store;
+mod supervision;
+mod supervision_model;
