@@ -220,7 +220,13 @@ fn config_error_bad_combination() {
 
 #[test]
 fn config_error_not_toml() {
-    refused("[daemon\n", "", "not valid TOML");
+    // A syntax error has no key to name: it names the file, the line and column.
+    let (code, err) = check("[daemon\n");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("warden.toml") && err.contains("not valid TOML") && err.contains("line 1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -381,6 +381,13 @@ async fn replicas_share_one_mailbox() {
     .await;
     let kids = rt.which_children("root").await.unwrap();
     assert_eq!(kids[0].actor_ids.len(), 3);
+    // every replica takes messages: three slow ones are handled at once
+    for _ in 0..3 {
+        rt.send("pool", json!({"fault": "sleep", "ms": 2000}))
+            .await
+            .unwrap();
+    }
+    wait_until("three replicas busy at once", T, || slot.in_flight() == 3).await;
     rt.shutdown(T).await;
 }
 
