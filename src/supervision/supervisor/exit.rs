@@ -80,29 +80,10 @@ impl SupState {
             self.strategy,
             Strategy::OneForOne | Strategy::SimpleOneForOne
         );
-        let members: Vec<String> = if simple {
-            vec![name]
+        let members = if simple {
+            self.restart_one(i)
         } else {
-            let range = self.strategy.affected(i, self.children.len());
-            for j in range.clone().rev() {
-                if j == i {
-                    self.stop_child(j, Status::Restarting).await;
-                } else if self.children[j].running() {
-                    // OTP: temporary siblings stopped by the strategy are not restarted.
-                    let temporary = self.children[j].spec.restart == Restart::Temporary;
-                    let status = if temporary {
-                        Status::Stopped
-                    } else {
-                        Status::Restarting
-                    };
-                    self.stop_child(j, status).await;
-                }
-            }
-            // Children stopped by the operator (or ended and not restarted) stay so.
-            range
-                .filter(|&j| self.children[j].node.status() == Status::Restarting)
-                .map(|j| self.child(j).0.clone())
-                .collect()
+            self.restart_group(i).await
         };
         for m in &members {
             if let Some(c) = self.children.get(m) {
@@ -110,6 +91,37 @@ impl SupState {
             }
         }
         self.restart(i, members, myself).await
+    }
+
+    /// `one_for_one`, `simple_one_for_one` (and a pool replica): only child `i`
+    /// restarts; its siblings keep their incarnations.
+    fn restart_one(&self, i: usize) -> Vec<String> {
+        vec![self.child(i).0.clone()]
+    }
+
+    /// `one_for_all` and `rest_for_one`: stops the strategy's affected siblings of
+    /// child `i` in reverse start order and returns the ones to start again, in
+    /// order. Temporary siblings, and children stopped by the operator (or ended
+    /// and not restarted), stay stopped, as in OTP.
+    async fn restart_group(&mut self, i: usize) -> Vec<String> {
+        let range = self.strategy.affected(i, self.children.len());
+        for j in range.clone().rev() {
+            if j == i {
+                self.stop_child(j, Status::Restarting).await;
+            } else if self.children[j].running() {
+                let temporary = self.children[j].spec.restart == Restart::Temporary;
+                let status = if temporary {
+                    Status::Stopped
+                } else {
+                    Status::Restarting
+                };
+                self.stop_child(j, status).await;
+            }
+        }
+        range
+            .filter(|&j| self.children[j].node.status() == Status::Restarting)
+            .map(|j| self.child(j).0.clone())
+            .collect()
     }
 
     /// Whether auto shutdown is due now that a significant child ended on its own.
