@@ -37,6 +37,20 @@ pub fn now_ms() -> u64 {
     wall + now().saturating_duration_since(at).as_millis() as u64
 }
 
+/// The farthest ahead the runtime ever schedules anything: longer waits are
+/// clamped to it, so no arithmetic on instants can overflow.
+pub const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
+/// The instant `d` from now, clamped to [`FAR`].
+pub fn after(d: std::time::Duration) -> Instant {
+    now() + d.min(FAR)
+}
+
+/// The wall-clock milliseconds `d` from now, clamped to [`FAR`].
+pub fn ms_after(d: std::time::Duration) -> u64 {
+    now_ms().saturating_add(d.min(FAR).as_millis() as u64)
+}
+
 /// The clock governor's rate limiters read: tokio's, as `std` instants.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LimiterClock;

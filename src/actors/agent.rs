@@ -205,8 +205,9 @@ impl Context {
     /// (`deadline_exceeded`); an estimate larger than a minute's tokens is refused.
     pub async fn take_tokens(&mut self, estimate: u64) -> Result<(), AgentError> {
         let deadline = self.message.deadline_ms.map(|d| {
-            crate::clock::now()
-                + std::time::Duration::from_millis(d.saturating_sub(crate::envelope::now_ms()))
+            crate::clock::after(std::time::Duration::from_millis(
+                d.saturating_sub(crate::envelope::now_ms()),
+            ))
         });
         for l in self.limiters.iter().filter(|l| l.weighs_tokens()) {
             match l.acquire_tokens(estimate, deadline).await {

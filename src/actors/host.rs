@@ -206,7 +206,7 @@ async fn deliver(
     // G8: a permit from every limiter first; waiting is not an attempt.
     let deadline = env
         .deadline_ms
-        .map(|d| crate::clock::now() + Duration::from_millis(d.saturating_sub(now_ms())));
+        .map(|d| crate::clock::after(Duration::from_millis(d.saturating_sub(now_ms()))));
     for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::slot::{Accepting, AgentSlot, Parts, SendError, Sent, Undelivered};
-use crate::envelope::{now_ms, ReplyTo};
+use crate::envelope::ReplyTo;
 use crate::spec_error::SpecError;
 use crate::util::{did_you_mean, Quote};
 
@@ -150,7 +150,7 @@ impl Registry {
             deadline_ms: opts
                 .deadline
                 .or(slot.spec.deadline)
-                .map(|d| now_ms() + d.as_millis() as u64),
+                .map(crate::clock::ms_after),
             key: opts.key,
             reply_to: opts.reply_to,
             trace: None,

@@ -152,6 +152,10 @@ enum DlqCommand {
         /// Every dead letter of the agent.
         #[arg(long)]
         all: bool,
+        /// A new deadline from now (such as 30s), or "none" to clear it; without
+        /// it the old deadline is kept.
+        #[arg(long)]
+        deadline: Option<String>,
     },
     /// Delete a dead letter (or --all).
     Purge {
@@ -284,7 +288,21 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
         Mailbox { agent, limit } => ("mailbox", json!({"agent": agent, "limit": limit}), None),
         Dlq { command } => match command {
             DlqCommand::List { agent } => ("dlq_list", strip_nulls(json!({"agent": agent})), None),
-            DlqCommand::Replay { agent, id, all } => ("dlq_replay", pick(agent, id, *all)?, None),
+            DlqCommand::Replay {
+                agent,
+                id,
+                all,
+                deadline,
+            } => {
+                let mut f = pick(agent, id, *all)?;
+                if let Some(d) = deadline {
+                    if d != "none" {
+                        duration_arg("deadline", d)?;
+                    }
+                    f["deadline"] = json!(d);
+                }
+                ("dlq_replay", f, None)
+            }
             DlqCommand::Purge { agent, id, all } => ("dlq_purge", pick(agent, id, *all)?, None),
         },
         Watch => return watch(args),

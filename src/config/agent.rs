@@ -156,9 +156,23 @@ impl TreeBuilder<'_, '_> {
                 }
             }
         }
-        if let Some(Json::String(p)) = spec.options.get("path") {
-            if p.is_empty() {
+        match spec.options.get("path") {
+            None => {}
+            Some(Json::String(p)) if p.is_empty() => {
                 return Err(s.err("path", "must not be empty"));
+            }
+            Some(Json::String(p)) if std::path::Path::new(p).is_dir() => {
+                return Err(s.err(
+                    "path",
+                    format!("{p} is a directory; give a file in it, such as \"{p}/out.jsonl\""),
+                ));
+            }
+            Some(Json::String(_)) => {}
+            Some(other) => {
+                return Err(s.err(
+                    "path",
+                    format!("must be a file path (a string), got {other}"),
+                ))
             }
         }
         Ok(spec)

@@ -16,8 +16,10 @@ pub(super) fn backoff(s: &Section, base: Backoff) -> Result<Backoff, ConfigError
     let b = Backoff {
         initial: s.duration("initial")?.unwrap_or(base.initial),
         max: s.duration("max")?.unwrap_or(base.max),
-        multiplier: s.number("multiplier", 1.0)?.unwrap_or(base.multiplier),
-        jitter: s.number("jitter", 0.0)?.unwrap_or(base.jitter),
+        multiplier: s
+            .number("multiplier", 1.0, 100.0)?
+            .unwrap_or(base.multiplier),
+        jitter: s.number("jitter", 0.0, 1.0)?.unwrap_or(base.jitter),
     };
     b.validate().map_err(|e| s.err("", e))?;
     Ok(b)

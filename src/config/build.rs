@@ -15,6 +15,12 @@ use crate::supervision::{
 };
 use crate::util::{did_you_mean, Quote};
 
+/// Restarts a supervisor may allow within its window (its window keeps one
+/// timestamp per restart).
+const MAX_RESTARTS: i64 = 100_000;
+/// How deep supervisors nest (every tree walk is recursive below it).
+pub(crate) const MAX_DEPTH: usize = crate::supervision::MAX_DEPTH;
+
 const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
 const SUPERVISOR: &[&str] = &[
     "strategy",
@@ -220,7 +226,7 @@ impl TreeBuilder<'_, '_> {
         let d = Intensity::default();
         let intensity = Intensity {
             max_restarts: s
-                .int("max_restarts", 0, u32::MAX as i64)?
+                .int("max_restarts", 0, MAX_RESTARTS)?
                 .map_or(d.max_restarts, |v| v as u32),
             within: s.duration("within")?.unwrap_or(d.within),
         };
@@ -228,6 +234,12 @@ impl TreeBuilder<'_, '_> {
             return Err(s.err("within", "must be more than 0"));
         }
         let names = s.strings("children")?.unwrap_or_default();
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(s.err(
+                "",
+                format!("supervisors nest deeper than {MAX_DEPTH} levels here; flatten the tree"),
+            ));
+        }
         self.stack.push(name.to_string());
         let mut children = Vec::with_capacity(names.len());
         for child in &names {

@@ -38,6 +38,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
     s.check_keys(DAEMON)?;
     let data_dir = PathBuf::from(s.str("data_dir")?.unwrap_or(DEFAULT_DATA_DIR));
+    if data_dir.as_os_str().is_empty() || data_dir.parent().is_none() {
+        return Err(s.err(
+            "data_dir",
+            "must be a directory of its own, such as \"var/warden\", not the root or empty",
+        ));
+    }
     let durability = match s.choice("durability", &["crash", "power"])? {
         Some("power") => Durability::Power,
         _ => Durability::Crash,
@@ -49,6 +55,22 @@ pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
         .str("socket")?
         .map(PathBuf::from)
         .unwrap_or_else(|| data_dir.join(SOCKET_FILE));
+    if socket.as_os_str().is_empty() {
+        return Err(s.err(
+            "socket",
+            "must be a path, such as \"var/warden/warden.sock\"",
+        ));
+    }
+    // sun_path holds 108 bytes with the terminating NUL
+    if socket.as_os_str().len() > 107 {
+        return Err(s.err(
+            "socket",
+            format!(
+                "is {} bytes long; a Unix socket path is at most 107 bytes: pick a shorter path",
+                socket.as_os_str().len()
+            ),
+        ));
+    }
     Ok(DaemonConfig {
         data_dir,
         durability,
@@ -60,7 +82,13 @@ pub(super) fn daemon(s: &Section) -> Result<DaemonConfig, ConfigError> {
         commit_max_batch: s
             .int("commit_max_batch", 1, 1_000_000)?
             .map_or(4096, |v| v as usize),
-        commit_max_delay: s.duration("commit_max_delay")?.unwrap_or(Duration::ZERO),
+        commit_max_delay: match s.duration("commit_max_delay")? {
+            // every commit may wait this long: a second is already far too long
+            Some(d) if d > Duration::from_secs(1) => {
+                return Err(s.err("commit_max_delay", "must be at most 1s"))
+            }
+            d => d.unwrap_or(Duration::ZERO),
+        },
         admin_max_clients: s
             .int("admin_max_clients", 1, 65_536)?
             .map_or(256, |v| v as usize),
@@ -104,10 +132,12 @@ pub(super) fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
 pub(super) fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
     s.check_keys(LIMIT)?;
     let l = LimitSpec {
-        requests_per_second: s.number("requests_per_second", f64::MIN_POSITIVE)?,
-        requests_per_minute: s.number("requests_per_minute", f64::MIN_POSITIVE)?,
-        tokens_per_minute: s.number("tokens_per_minute", f64::MIN_POSITIVE)?,
-        burst: s.int("burst", 1, u32::MAX as i64)?.map(|b| b as u32),
+        // A permit at least every 1,000 s, at most a million a second.
+        requests_per_second: s.number("requests_per_second", 0.001, 1e6)?,
+        requests_per_minute: s.number("requests_per_minute", 0.06, 6e7)?,
+        // The bucket holds one minute of tokens, counted in a u32.
+        tokens_per_minute: s.number("tokens_per_minute", 1.0, u32::MAX as f64)?,
+        burst: s.int("burst", 1, 1_000_000)?.map(|b| b as u32),
     };
     if l.requests_per_second.is_some() && l.requests_per_minute.is_some() {
         return Err(s.err(

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use daemon::{DEFAULT_DATA_DIR, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SOCKET, SOCKET_FILE};
 pub use error::ConfigError;
-pub use section::parse_duration;
+pub use section::{parse_duration, MAX_DURATION};
 
 use crate::actors::Kinds;
 use crate::supervision::SupervisorSpec;

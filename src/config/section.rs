@@ -100,16 +100,19 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// A number (integer or float) that is finite and at least `min`.
-    pub(crate) fn number(&self, key: &str, min: f64) -> Result<Option<f64>, ConfigError> {
+    /// A finite number (integer or float) between `min` and `max`.
+    pub(crate) fn number(&self, key: &str, min: f64, max: f64) -> Result<Option<f64>, ConfigError> {
         let n = match self.get(key) {
             None => return Ok(None),
             Some(Value::Integer(i)) => *i as f64,
             Some(Value::Float(f)) => *f,
             Some(v) => return Err(self.type_err(key, "a number", v)),
         };
-        if !n.is_finite() || n < min {
-            return Err(self.err(key, format!("must be a number >= {min}, got {n}")));
+        if !n.is_finite() || n < min || n > max {
+            return Err(self.err(
+                key,
+                format!("must be a number between {min} and {max}, got {n}"),
+            ));
         }
         Ok(Some(n))
     }
@@ -197,7 +200,12 @@ fn quote_list(items: &[&str]) -> String {
         .join(", ")
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h 30m`; a bare number is refused (no unit).
+/// The longest duration any key or request may give: 365 days. Longer ones are
+/// refused rather than overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Parses `250ms`, `5s`, `2m`, `1h 30m`; a bare number is refused (no unit), and
+/// so is anything longer than [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let trimmed = s.trim();
     if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -205,9 +213,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "\"{s}\" has no unit; write it with one, such as \"{trimmed}ms\" or \"{trimmed}s\""
         ));
     }
-    humantime::parse_duration(trimmed).map_err(|e| {
+    let d = humantime::parse_duration(trimmed).map_err(|e| {
         format!("\"{s}\" is not a duration ({e}); use a number with a unit, such as \"250ms\", \"5s\" or \"2m\"")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "\"{s}\" is longer than the longest duration allowed, 365d (at most 365d)"
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

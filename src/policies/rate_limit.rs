@@ -171,7 +171,7 @@ impl Limiter {
             };
             // A little jitter, so that sharers woken together do not collide again.
             let wait = wait + Duration::from_micros(fastrand::u64(0..1_000));
-            if deadline.is_some_and(|d| Instant::now() + wait > d) {
+            if deadline.is_some_and(|d| crate::clock::after(wait) > d) {
                 return Err(Refused::Deadline {
                     limiter: self.name.clone(),
                     wait,
@@ -224,7 +224,7 @@ impl Limiter {
                 },
             };
             let wait = wait + Duration::from_micros(fastrand::u64(0..1_000));
-            if deadline.is_some_and(|d| Instant::now() + wait > d) {
+            if deadline.is_some_and(|d| crate::clock::after(wait) > d) {
                 self.debt.fetch_add(debt, Ordering::Relaxed); // not paid: still owed
                 return Err(Refused::Deadline {
                     limiter: self.name.clone(),
@@ -252,7 +252,7 @@ impl Limiter {
 
     /// Pauses the limiter for every sharer until `for_` from now (a 429's Retry-After).
     pub fn pause(&self, for_: Duration) {
-        let until = Instant::now() + for_;
+        let until = crate::clock::after(for_);
         let mut p = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
         if p.is_none_or(|cur| cur < until) {
             *p = Some(until);

@@ -48,7 +48,7 @@ impl Committer {
     pub(crate) fn run(mut self, rx: Receiver<Commit>) {
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
-            let gather_until = Instant::now() + self.max_delay;
+            let gather_until = Instant::now() + self.max_delay.min(Duration::from_secs(1));
             while group.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(c) => group.push(c),

@@ -22,4 +22,4 @@ pub use spec::{
 };
 pub use supervisor::{ChildInfo, ControlError, ControlOp};
 pub use tree::{Status, TreeContext, TreeEvent};
-pub use validate::{check_name, MAX_NAME_LEN};
+pub use validate::{check_name, MAX_DEPTH, MAX_NAME_LEN};

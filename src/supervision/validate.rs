@@ -11,6 +11,12 @@ impl SupervisorSpec {
     /// Checks a tree declared in code: names unique, agents sane.
     /// Trees from TOML are checked by [`crate::config`] with file and key in each error.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if depth(self) > MAX_DEPTH {
+            return Err(SpecError::Shape(format!(
+                "supervisors nest deeper than {MAX_DEPTH} levels under '{}'; flatten the tree",
+                self.name
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         for n in self.names() {
             check_name(&n)?;
@@ -84,6 +90,30 @@ impl ChildSpec {
 
 /// Longest name of a node (it is part of every store key of an agent).
 pub const MAX_NAME_LEN: usize = 200;
+
+/// How deep supervisors may nest. Real trees are a few levels deep; the limit
+/// keeps every recursive walk of the tree (start, snapshot, the `tree` reply's
+/// JSON) far from any stack or parser limit.
+pub const MAX_DEPTH: usize = 32;
+
+/// The depth of the deepest supervisor under `s` (`s` itself is 1), walked
+/// without recursion, so a spec built in code of any depth is measured safely.
+fn depth(s: &SupervisorSpec) -> usize {
+    let mut deepest = 0;
+    let mut todo = vec![(s, 1usize)];
+    while let Some((s, d)) = todo.pop() {
+        deepest = deepest.max(d);
+        if d > MAX_DEPTH {
+            break;
+        }
+        for c in &s.children {
+            if let ChildKind::Supervisor(sub) = &c.kind {
+                todo.push((sub, d + 1));
+            }
+        }
+    }
+    deepest
+}
 
 /// Checks a node name: 1 to [`MAX_NAME_LEN`] bytes of letters, digits, `_`, `-`
 /// and `.`. Config names and names given at run time follow the same rule.

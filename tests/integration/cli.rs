@@ -267,8 +267,13 @@ fn sigint_stops_the_daemon_with_exit_0() {
 
 #[test]
 fn a_child_failing_to_start_fails_the_daemon_with_the_reason() {
-    // The sink's path is a directory: opening it fails, so the tree cannot start.
-    let sb = Sandbox::new(&GOOD.replace("path = \"{dir}/out.jsonl\"", "path = \"{dir}\""));
+    // The sink's directory is a regular file: opening the sink fails at start (the
+    // config is valid), so the tree cannot start.
+    let sb = Sandbox::new(&GOOD.replace(
+        "path = \"{dir}/out.jsonl\"",
+        "path = \"{dir}/blocker/out.jsonl\"",
+    ));
+    std::fs::write(sb.path("blocker"), b"a file").unwrap();
     let mut d = sb.start();
     let status = d.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "log:\n{}", d.log_text());

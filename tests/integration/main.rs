@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod cli;
 mod dynamic_children;
+mod hardening;
 mod limits;
 mod otp_conformance;
 mod policies;

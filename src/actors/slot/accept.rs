@@ -150,7 +150,7 @@ impl AgentSlot {
         };
         let key = parts.key.clone();
         let env = parts.into_envelope(id.clone());
-        let expires = now + self.retention.as_millis() as u64;
+        let expires = now.saturating_add(self.retention.min(crate::clock::FAR).as_millis() as u64);
         if let Some(k) = &key {
             inner.keys.insert(k.clone(), (seq, expires));
         }

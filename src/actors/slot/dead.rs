@@ -10,6 +10,17 @@ use crate::envelope::{now_ms, Envelope, MessageId};
 use crate::store::dead::{DeadLetter, DeadReason};
 use crate::store::{mailbox, Batch};
 
+/// What a replayed dead letter's deadline becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewDeadline {
+    /// The one it had (a letter dead on its deadline dies again at once).
+    Keep,
+    /// None: the replay may take as long as it takes.
+    Clear,
+    /// This one (ms since the epoch).
+    At(u64),
+}
+
 impl AgentSlot {
     pub(super) fn write_dead(&self, d: &DeadLetter, batch: &mut Batch) {
         if let Some(store) = &self.store {
@@ -65,7 +76,7 @@ impl AgentSlot {
 
     /// Re-enqueues dead letters (all, or the one with `id`) as new messages (new ids,
     /// attempts reset, at the back of the queue). Returns the new ids.
-    pub fn replay_dead(&self, id: Option<&MessageId>) -> Vec<MessageId> {
+    pub fn replay_dead(&self, id: Option<&MessageId>, deadline: NewDeadline) -> Vec<MessageId> {
         let mut inner = self.lock();
         let (take, keep): (Vec<DeadLetter>, Vec<DeadLetter>) = std::mem::take(&mut inner.dead)
             .into_iter()
@@ -76,6 +87,11 @@ impl AgentSlot {
         for d in take {
             let seq = inner.next_seq;
             inner.next_seq += 1;
+            let deadline_ms = match deadline {
+                NewDeadline::Keep => d.envelope.deadline_ms,
+                NewDeadline::Clear => None,
+                NewDeadline::At(ms) => Some(ms),
+            };
             let env = Envelope {
                 id: MessageId {
                     agent: self.name.clone(),
@@ -83,6 +99,7 @@ impl AgentSlot {
                 },
                 attempt: 1,
                 enqueued_ms: now_ms(),
+                deadline_ms,
                 ..d.envelope
             };
             if self.store.is_some() {

@@ -310,7 +310,10 @@ impl AgentSlot {
             self.write_marker(env.id.seq, env.attempt, false, &mut b);
             self.submit(b);
             let delay = self.spec.backoff.delay(env.attempt);
-            inner.insert_sorted(Arc::new(env.next_attempt()), Some(Instant::now() + delay));
+            inner.insert_sorted(
+                Arc::new(env.next_attempt()),
+                Some(crate::clock::after(delay)),
+            );
         }
         true
     }
@@ -342,7 +345,7 @@ impl AgentSlot {
                 self.write_marker(f.env.id.seq, f.env.attempt.saturating_sub(1), false, &mut b);
                 self.submit(b);
             }
-            inner.insert_sorted(f.env, delay.map(|d| Instant::now() + d));
+            inner.insert_sorted(f.env, delay.map(crate::clock::after));
         }
         if let Some(b) = &self.breaker {
             b.release();

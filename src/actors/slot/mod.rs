@@ -49,6 +49,7 @@ mod delivery;
 pub use crate::store::dead::{DeadLetter, DeadReason};
 pub(crate) use accept::{Accepting, Parts};
 pub use accept::{SendError, Sent, Undelivered};
+pub use dead::NewDeadline;
 
 /// Counters of one agent, monotonic since the daemon started.
 #[derive(Debug, Default)]

@@ -16,6 +16,9 @@ pub(crate) struct PickReq {
     /// Every dead letter of the agent.
     #[serde(default)]
     all: bool,
+    /// `dlq_replay` only: a new deadline from now (`"30s"`), or `"none"` to clear
+    /// it; without it the old deadline is kept.
+    pub(super) deadline: Option<String>,
 }
 
 /// The id to act on: one (`id`) or all (`all`), never both or neither.

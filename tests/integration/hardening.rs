@@ -1,0 +1,167 @@
+//! Absurd numbers and paths (issue 11): `warden check` refuses every value that
+//! would make `warden run` panic, hang or lose a message, naming the key and the
+//! allowed range; what `check` accepts, `run` runs.
+
+use std::time::Duration;
+
+use crate::common::{wait_until_blocking, Sandbox};
+use serde_json::json;
+
+const BASE: &str = r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["out"]
+
+[agent.out]
+kind = "sink"
+path = "{dir}/out.jsonl"
+accept_faults = true
+"#;
+
+fn check(config: &str) -> (i32, String) {
+    let sb = Sandbox::new(config);
+    let out = sb.run(&["check", "--config", "warden.toml"]);
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `BASE` with `line` added to section `section` (created if missing).
+fn with(section: &str, line: &str) -> String {
+    let header = format!("[{section}]");
+    if BASE.contains(&header) {
+        BASE.replace(&header, &format!("{header}\n{line}"))
+    } else {
+        format!("{BASE}\n{header}\n{line}\n")
+    }
+}
+
+/// The matrix of values `check` accepted before and `run` could not survive.
+#[test]
+fn check_refuses_numbers_run_cannot_survive() {
+    let cases = [
+        ("limits.api", "requests_per_minute = 1e-300", "limits.api.requests_per_minute"),
+        ("limits.api", "requests_per_second = 1e-300", "limits.api.requests_per_second"),
+        ("limits.api", "tokens_per_minute = 1e300\nrequests_per_second = 1", "limits.api.tokens_per_minute"),
+        ("limits.api", "requests_per_second = 1\nburst = 4000000000", "limits.api.burst"),
+        ("supervisor.root", "max_restarts = 2147483648", "supervisor.root.max_restarts"),
+        ("supervisor.root", "within = \"10000000000000000000s\"", "supervisor.root.within"),
+        ("daemon", "commit_max_delay = \"10000000000000000000s\"", "daemon.commit_max_delay"),
+        ("daemon", "commit_max_delay = \"5s\"", "daemon.commit_max_delay"),
+        ("daemon", "idempotency_retention = \"10000000000000000000s\"", "daemon.idempotency_retention"),
+        ("daemon", "shutdown_timeout = \"10000000000000000000s\"", "daemon.shutdown_timeout"),
+        ("agent.out", "backoff = { initial = \"10000000000000000000s\", max = \"10000000000000000000s\" }", "agent.out.backoff"),
+        ("agent.out", "backoff = { multiplier = 1e300 }", "agent.out.backoff.multiplier"),
+        ("agent.out", "breaker = { cool_down = \"10000000000000000000s\" }", "agent.out.breaker.cool_down"),
+        ("agent.out", "restart_backoff = { initial = \"10000000000000000000s\", max = \"10000000000000000000s\" }", "agent.out.restart_backoff"),
+        ("agent.out", "deadline = \"10000000000000000000s\"", "agent.out.deadline"),
+        ("agent.out", "timeout = \"10000000000000000000s\"", "agent.out.timeout"),
+        ("agent.out", "pause_cool_down = \"10000000000000000000s\"", "agent.out.pause_cool_down"),
+        ("agent.out", "shutdown = \"10000000000000000000s\"", "agent.out.shutdown"),
+    ];
+    for (section, line, key) in cases {
+        let (code, err) = check(&with(section, line));
+        assert_eq!(code, 2, "{line}: accepted");
+        assert!(err.contains(key), "{line}: names {key}: {err}");
+        assert!(
+            err.contains("at most") || err.contains("between") || err.contains("longest"),
+            "{line}: says the allowed range: {err}"
+        );
+    }
+}
+
+/// What `run` refuses, `check` finds first.
+#[test]
+fn check_finds_everything_run_refuses() {
+    let long = format!("socket = \"/tmp/{}.sock\"", "s".repeat(120));
+    let cases = [
+        ("daemon", "socket = \"\"".to_string(), "daemon.socket"),
+        ("daemon", long, "daemon.socket"),
+        ("daemon", "data_dir = \"/\"".to_string(), "daemon.data_dir"),
+    ];
+    for (section, line, key) in cases {
+        let config = if line.starts_with("data_dir") {
+            BASE.replace("data_dir = \"{dir}/data\"", &line)
+        } else {
+            with(section, &line)
+        };
+        let (code, err) = check(&config);
+        assert_eq!(code, 2, "{line}: accepted");
+        assert!(err.contains(key), "{line}: names {key}: {err}");
+    }
+    for path in ["path = \"{dir}\"", "path = 5"] {
+        let (code, err) = check(&BASE.replace("path = \"{dir}/out.jsonl\"", path));
+        assert_eq!(code, 2, "{path}: accepted");
+        assert!(err.contains("agent.out.path"), "{path}: {err}");
+    }
+}
+
+/// Supervisors nest at most 32 deep: deeper is refused by `check` (not a stack
+/// overflow in `run`), and a tree at the limit runs and is drawn by `ctl tree`.
+#[test]
+fn nesting_is_bounded_and_trees_at_the_limit_work() {
+    let nest = |depth: usize| {
+        let mut t = String::from("[daemon]\ndata_dir = \"{dir}/data\"\n");
+        for i in 0..depth {
+            let name = if i == 0 {
+                "root".to_string()
+            } else {
+                format!("s{i}")
+            };
+            let child = if i + 1 == depth {
+                "leaf".to_string()
+            } else {
+                format!("s{}", i + 1)
+            };
+            t.push_str(&format!("[supervisor.{name}]\nchildren = [\"{child}\"]\n"));
+        }
+        t.push_str("[agent.leaf]\nkind = \"echo\"\n");
+        t
+    };
+    let (code, err) = check(&nest(2000));
+    assert_eq!(code, 2, "2000 levels accepted");
+    assert!(err.contains("deeper than 32"), "{err}");
+    let sb = Sandbox::new(&nest(32));
+    let _d = sb.start_ready();
+    let tree = sb.ctl_json(&["tree"]);
+    let mut depth = 0;
+    let mut n = &tree;
+    while let Some(c) = n["children"].get(0) {
+        depth += 1;
+        n = c;
+    }
+    assert_eq!((depth, n["name"].as_str()), (32, Some("leaf")));
+}
+
+/// A deadline too far to represent is refused, not wrapped into the past.
+#[test]
+fn huge_deadlines_are_refused_and_replays_can_reset_them() {
+    let sb = Sandbox::new(BASE);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c
+        .req(json!({"op": "send", "to": "out", "payload": 1, "deadline": "18446744073709551615s"}));
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("deadline"),
+        "{r}"
+    );
+    // a letter dead on its deadline is replayed with a new one (or none)
+    c.req(json!({"op": "stop", "agent": "out"}));
+    let r = c.req(json!({"op": "send", "to": "out", "payload": 2, "deadline": "1ms"}));
+    assert_eq!(r["ok"], true, "{r}");
+    std::thread::sleep(Duration::from_millis(20)); // let the 1 ms deadline pass
+    c.req(json!({"op": "start", "agent": "out"}));
+    wait_until_blocking("dead on its deadline", Duration::from_secs(10), || {
+        let r = c.req(json!({"op": "dlq_list", "agent": "out"}));
+        r["result"].as_array().is_some_and(|a| a.len() == 1)
+    });
+    let r = c.req(json!({"op": "dlq_replay", "agent": "out", "all": true, "deadline": "none"}));
+    assert_eq!(r["ok"], true, "{r}");
+    wait_until_blocking("replayed and handled", Duration::from_secs(10), || {
+        crate::common::json_lines(&sb.path("out.jsonl")).len() == 1
+    });
+}
