@@ -235,9 +235,54 @@ async fn shutdown(runtime: &Runtime, config: &Config, why: &str) -> i32 {
     }
 }
 
-/// Creates `dir` (and parents) and makes it private to this user (0700).
+/// Creates `dir` (and parents) private to this user (0700) if it is missing. An
+/// existing one keeps its mode, but must be this user's and writable by nobody
+/// else (another user could read the store or swap the socket); one others can
+/// read is used with a warning.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if !dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+    let meta = std::fs::metadata(dir)?;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            why,
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse(format!("{} is not a directory", dir.display()));
+    }
+    if let Some(me) = effective_uid() {
+        if meta.uid() != me {
+            return refuse(format!(
+                "{} is owned by uid {}, not by this user (uid {me}); use a directory of your own",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "{} is writable by other users (mode {mode:o}); chmod 700 it, or use another directory",
+            dir.display()
+        ));
+    }
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"),
+            "the data directory is readable by other users; chmod 700 it to keep payloads private");
+    }
+    Ok(())
+}
+
+/// This process's effective uid (from /proc; std has no call for it).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock, AdminSetupError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| AdminSetupError::Io(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
@@ -99,14 +101,30 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock, AdminSetupError> {
     Ok(DirLock { _file: file })
 }
 
-/// Binds the socket: private directory, stale socket removed only if nobody answers.
+/// Binds the socket: its directory created private (0700) if missing, never
+/// re-moded if it exists (it may be a shared 1777 directory or `/run`); a stale
+/// socket is removed only if nobody answers on it, and anything at the path that
+/// is not a socket is refused, never deleted.
 pub async fn bind(path: &Path) -> Result<UnixListener, AdminSetupError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| AdminSetupError::Io(format!("cannot prepare {}: {e}", dir.display())))?;
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    AdminSetupError::Io(format!("cannot create {}: {e}", dir.display()))
+                })?;
+        }
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(AdminSetupError::Io(format!(
+                "{} exists and is not a socket; move it away, or set daemon.socket to another path",
+                path.display()
+            )));
+        }
         if UnixStream::connect(path).await.is_ok() {
             return Err(AdminSetupError::SocketInUse(path.display().to_string()));
         }

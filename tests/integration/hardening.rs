@@ -165,3 +165,95 @@ fn huge_deadlines_are_refused_and_replays_can_reset_them() {
         crate::common::json_lines(&sb.path("out.jsonl")).len() == 1
     });
 }
+
+// ---- paths and permissions (run as root here; a second user is uid 65534) ----
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn the_lock_file_is_never_opened_through_a_symlink() {
+    let sb = Sandbox::new(BASE);
+    std::fs::create_dir_all(sb.path("data")).unwrap();
+    std::fs::write(sb.path("precious"), b"precious").unwrap();
+    std::os::unix::fs::symlink(sb.path("precious"), sb.path("data/warden.lock")).unwrap();
+    let mut d = sb.start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    assert!(d.log_text().contains("warden.lock"), "{}", d.log_text());
+    assert_eq!(std::fs::read(sb.path("precious")).unwrap(), b"precious");
+}
+
+#[test]
+fn a_data_dir_owned_by_another_user_is_refused() {
+    let sb = Sandbox::new(BASE);
+    std::fs::create_dir_all(sb.path("data")).unwrap();
+    std::os::unix::fs::chown(sb.path("data"), Some(65534), Some(65534)).unwrap();
+    let mut d = sb.start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    assert!(
+        d.log_text().contains("owned by uid 65534"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn existing_directories_keep_their_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new(&BASE.replace(
+        "data_dir = \"{dir}/data\"",
+        "data_dir = \"{dir}/data\"\nsocket = \"{dir}/shared/warden.sock\"",
+    ));
+    std::fs::create_dir_all(sb.path("shared")).unwrap();
+    std::fs::set_permissions(sb.path("shared"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::create_dir_all(sb.path("data")).unwrap();
+    std::fs::set_permissions(sb.path("data"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let d = sb.start();
+    d.wait_for_log("warden started", Duration::from_secs(10));
+    assert_eq!(
+        mode(&sb.path("shared")),
+        0o1777,
+        "the shared socket dir keeps its mode"
+    );
+    assert_eq!(
+        mode(&sb.path("data")),
+        0o750,
+        "an existing data dir keeps its mode"
+    );
+    assert_eq!(mode(&sb.path("shared/warden.sock")) & 0o777, 0o600);
+}
+
+#[test]
+fn a_socket_path_on_a_regular_file_is_refused_not_deleted() {
+    let sb = Sandbox::new(&BASE.replace(
+        "data_dir = \"{dir}/data\"",
+        "data_dir = \"{dir}/data\"\nsocket = \"{dir}/notes.txt\"",
+    ));
+    std::fs::write(sb.path("notes.txt"), b"my notes").unwrap();
+    let mut d = sb.start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    assert!(d.log_text().contains("is not a socket"), "{}", d.log_text());
+    assert_eq!(std::fs::read(sb.path("notes.txt")).unwrap(), b"my notes");
+}
+
+#[test]
+fn sink_files_are_private_and_never_followed_through_symlinks() {
+    let sb = Sandbox::new(BASE);
+    let d = sb.start_ready();
+    let mut c = sb.conn();
+    c.req(json!({"op": "send", "to": "out", "payload": "secret"}));
+    wait_until_blocking("written", Duration::from_secs(10), || {
+        crate::common::json_lines(&sb.path("out.jsonl")).len() == 1
+    });
+    assert_eq!(mode(&sb.path("out.jsonl")), 0o600);
+    drop(c);
+    drop(d);
+    let sb = Sandbox::new(BASE);
+    std::fs::write(sb.path("elsewhere"), b"").unwrap();
+    std::os::unix::fs::symlink(sb.path("elsewhere"), sb.path("out.jsonl")).unwrap();
+    let mut d = sb.start();
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
+    assert!(d.log_text().contains("out.jsonl"), "{}", d.log_text());
+}

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -61,9 +62,13 @@ pub(super) fn info() -> KindInfo {
                     )
                 })?;
             }
+            // Private (0600), and never through a symlink: payloads must not end up
+            // readable by others, or in a file someone else pointed the path at.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(|e| {
                     format!("agent '{}': cannot open {}: {e}", spec.name, path.display())
