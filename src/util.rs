@@ -46,5 +46,10 @@ mod tests {
         assert_eq!(nearest("plannr", names), Some("planner"));
         assert_eq!(nearest("workres", names), Some("workers"));
         assert_eq!(nearest("zzz", names), None);
+        assert_eq!(
+            nearest(&"p".repeat(100_000), names),
+            None,
+            "no work on huge words"
+        );
     }
 }

@@ -184,20 +184,22 @@ impl Registry {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock_calls().insert(call_id, tx);
+        // However this future ends (answered, timed out, or dropped because the
+        // caller went away), the pending call is forgotten.
+        let _forget = ForgetCall {
+            registry: self,
+            call_id,
+        };
         opts.reply_to = Some(ReplyTo::Call(call_id));
         if let Err(e) = self.send(to, payload, opts).await {
-            self.lock_calls().remove(&call_id);
             return Err(CallError::Send(e.error));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(v)) => Ok(v),
-            _ => {
-                self.lock_calls().remove(&call_id);
-                Err(CallError::Timeout {
-                    agent: to.to_string(),
-                    timeout,
-                })
-            }
+            _ => Err(CallError::Timeout {
+                agent: to.to_string(),
+                timeout,
+            }),
         }
     }
 
@@ -215,5 +217,17 @@ impl Registry {
 
     fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a pending call when its caller's future ends, whichever way.
+struct ForgetCall<'a> {
+    registry: &'a Registry,
+    call_id: u64,
+}
+
+impl Drop for ForgetCall<'_> {
+    fn drop(&mut self) {
+        self.registry.lock_calls().remove(&self.call_id);
     }
 }

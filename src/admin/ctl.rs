@@ -39,7 +39,8 @@ enum CtlCommand {
     Send {
         /// Recipient.
         agent: String,
-        /// JSON payload, or - to read it from stdin.
+        /// JSON payload; or - to read it from stdin, or @FILE to read it from a file
+        /// (inline payloads are visible to other users in the process list).
         payload: String,
         /// Idempotency key.
         #[arg(long)]
@@ -55,7 +56,8 @@ enum CtlCommand {
     Call {
         /// Recipient.
         agent: String,
-        /// JSON payload, or - to read it from stdin.
+        /// JSON payload; or - to read it from stdin, or @FILE to read it from a file
+        /// (inline payloads are visible to other users in the process list).
         payload: String,
         /// How long to wait (e.g. 30s).
         #[arg(long, default_value = "30s")]
@@ -203,6 +205,8 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// A JSON argument: inline, `-` for stdin, or `@FILE`. Payloads given inline are
+/// visible to every user in `/proc/PID/cmdline`; stdin and files are not.
 fn payload(arg: &str) -> Result<Value, Failure> {
     let text = if arg == "-" {
         let mut s = String::new();
@@ -210,6 +214,9 @@ fn payload(arg: &str) -> Result<Value, Failure> {
             .read_to_string(&mut s)
             .map_err(|e| Failure::Usage(format!("cannot read the payload from stdin: {e}")))?;
         s
+    } else if let Some(file) = arg.strip_prefix('@') {
+        std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read the payload from {file}: {e}")))?
     } else {
         arg.to_string()
     };

@@ -152,16 +152,36 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_clients));
+    // Accept failures (out of file descriptors, most often) back off, doubling
+    // from 10 ms to 1 s, and are logged once per streak, not once per try.
+    let mut failing: Option<Duration> = None;
     loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => {
+                if failing.take().is_some() {
+                    tracing::info!("admin accept works again");
+                }
+                s
+            }
+            Err(e) => {
+                let wait = match failing {
+                    None => {
+                        tracing::warn!(error = %e, "admin accept failed (out of file descriptors? raise the limit or lower daemon.admin_max_clients); retrying with backoff");
+                        Duration::from_millis(10)
+                    }
+                    Some(w) => (w * 2).min(Duration::from_secs(1)),
+                };
+                failing = Some(wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tokio::spawn(async move {
@@ -240,9 +260,11 @@ async fn connection(
 ) {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
+    // Idle means no complete request: blank lines do not keep a client slot.
+    let mut idle_until = tokio::time::Instant::now() + idle;
     loop {
         let line = tokio::select! {
-            l = tokio::time::timeout(idle, read_line(&mut reader)) => l,
+            l = tokio::time::timeout_at(idle_until, read_line(&mut reader)) => l,
             _ = stop.wait_for(|s| *s) => return,
         };
         let bytes = match line {
@@ -270,9 +292,15 @@ async fn connection(
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        idle_until = tokio::time::Instant::now() + idle;
         let reply = match parse(&bytes) {
             Err((id, e)) => err_line(&id, &e),
-            Ok(req) => match apply(req.op, &ctx).await {
+            // A client that hangs up while its request runs (a long `call`) frees
+            // its slot at once: the request is dropped, not waited out.
+            Ok(req) => match tokio::select! {
+                o = apply(req.op, &ctx) => o,
+                _ = peer_gone(&reader) => return,
+            } {
                 Outcome::Reply(Ok(v)) => ok_line(&req.id, v),
                 Outcome::Reply(Err(e)) => err_line(&req.id, &e),
                 Outcome::Watch => {
@@ -283,6 +311,19 @@ async fn connection(
         };
         if write(&mut w, reply).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Resolves once the client has closed its end (without reading what it may
+/// have sent ahead: pipelined requests stay in the buffer).
+async fn peer_gone(reader: &BufReader<tokio::net::unix::OwnedReadHalf>) {
+    loop {
+        match reader.get_ref().ready(tokio::io::Interest::READABLE).await {
+            Ok(r) if r.is_read_closed() => return,
+            Err(_) => return,
+            // readable with data pending: look again a little later
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }

@@ -197,6 +197,11 @@ impl Conn {
     pub fn open(socket: &Path) -> Conn {
         let s =
             std::os::unix::net::UnixStream::connect(socket).expect("connect to the admin socket");
+        Conn::from_stream(s)
+    }
+
+    /// A connection over a stream already connected.
+    pub fn from_stream(s: std::os::unix::net::UnixStream) -> Conn {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Conn {
             reader: std::io::BufReader::new(s.try_clone().unwrap()),

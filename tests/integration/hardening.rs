@@ -257,3 +257,184 @@ fn sink_files_are_private_and_never_followed_through_symlinks() {
     assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
     assert!(d.log_text().contains("out.jsonl"), "{}", d.log_text());
 }
+
+// ---- hostile or careless clients ----
+
+#[test]
+fn ctl_reads_payloads_from_a_file_or_stdin_not_only_the_command_line() {
+    let sb = Sandbox::new(BASE);
+    let _d = sb.start_ready();
+    std::fs::write(sb.path("payload.json"), br#"{"secret":"from a file"}"#).unwrap();
+    let file = format!("@{}", sb.path("payload.json").display());
+    let out = sb.ctl(&["send", "out", &file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until_blocking("handled", Duration::from_secs(10), || {
+        crate::common::json_lines(&sb.path("out.jsonl"))
+            .iter()
+            .any(|l| l["payload"]["secret"] == "from a file")
+    });
+    let help = sb.ctl(&["send", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("@FILE"));
+}
+
+#[test]
+fn suggestions_cost_bounded_work() {
+    let sb = Sandbox::new(BASE);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let huge = "x".repeat(900_000);
+    let r = c.req(json!({"op": huge}));
+    assert_eq!(r["error"]["code"], "unknown_op");
+    assert!(!r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean"));
+    let r = c.req(json!({"op": "send", "to": "o".repeat(100_000), "payload": 1}));
+    assert_eq!(r["error"]["code"], "unknown_agent");
+    // a near name still gets its suggestion
+    let r = c.req(json!({"op": "send", "to": "oot", "payload": 1}));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean 'out'"),
+        "{r}"
+    );
+}
+
+#[test]
+fn idempotency_keys_are_bounded() {
+    let sb = Sandbox::new(BASE);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(json!({"op": "send", "to": "out", "payload": 1, "key": "k".repeat(1 << 19)}));
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 bytes"),
+        "{r}"
+    );
+    let r = c.req(json!({"op": "send", "to": "out", "payload": 1, "key": "k".repeat(256)}));
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+#[test]
+fn blank_lines_do_not_keep_a_client_slot() {
+    use std::io::{BufRead, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sb = Sandbox::new(&BASE.replace(
+        "data_dir = \"{dir}/data\"",
+        "data_dir = \"{dir}/data\"\nadmin_idle_timeout = \"1s\"",
+    ));
+    let _d = sb.start_ready();
+    let stream = std::os::unix::net::UnixStream::connect(sb.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sending = AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // a careless client: a blank line every 200 ms, for 10 s
+            for _ in 0..50 {
+                if writer.write_all(b"\n").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            sending.store(false, Ordering::SeqCst);
+        });
+        let mut line = String::new();
+        std::io::BufReader::new(&stream)
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("idle_timeout"), "{line}");
+        assert!(
+            sending.load(Ordering::SeqCst),
+            "timed out only after the blank lines stopped"
+        );
+    });
+}
+
+#[test]
+fn a_caller_that_hangs_up_frees_its_slot() {
+    let sb = Sandbox::new(&BASE.replace(
+        "data_dir = \"{dir}/data\"",
+        "data_dir = \"{dir}/data\"\nadmin_max_clients = 1",
+    ));
+    let _d = sb.start_ready();
+    {
+        let mut a = sb.conn();
+        assert_eq!(a.req(json!({"op": "stop", "agent": "out"}))["ok"], true);
+        a.write_raw(b"{\"op\":\"call\",\"to\":\"out\",\"payload\":1,\"timeout\":\"300s\"}\n");
+        // hang up while the call waits for a reply that will not come
+    }
+    wait_until_blocking("the slot is free again", Duration::from_secs(10), || {
+        let mut b = sb.conn();
+        b.req(json!({"op": "ping"}))["ok"] == true
+    });
+}
+
+/// Out of file descriptors, the accept loop backs off and logs once instead of
+/// spinning (which wrote 190 MB of log in 5 s), and serves again when fds free up.
+#[test]
+fn running_out_of_file_descriptors_does_not_spin() {
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new(&BASE.replace(
+        "data_dir = \"{dir}/data\"",
+        "data_dir = \"{dir}/data\"\nadmin_max_clients = 1000",
+    ));
+    let log = std::fs::File::create(sb.path("daemon.log")).unwrap();
+    let mut cmd = std::process::Command::new(crate::common::warden_bin());
+    cmd.args(["run", "--config"])
+        .arg(sb.config())
+        .current_dir(sb.dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 64, 64)
+                .map_err(std::io::Error::from)
+        });
+    }
+    // killed on drop, even when an assertion fails
+    let _daemon = crate::common::Daemon {
+        child: cmd.spawn().unwrap(),
+        log: sb.path("daemon.log"),
+    };
+    let log_text = || std::fs::read_to_string(sb.path("daemon.log")).unwrap_or_default();
+    wait_until_blocking("started", Duration::from_secs(20), || {
+        log_text().contains("warden started")
+    });
+    // hold more connections than the daemon has descriptors for
+    let mut held: Vec<std::os::unix::net::UnixStream> = (0..100)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(sb.socket()).ok())
+        .collect();
+    wait_until_blocking("accept fails", Duration::from_secs(10), || {
+        log_text().contains("admin accept failed")
+    });
+    // absence over time: a second of failing accepts writes one warning, not a flood
+    std::thread::sleep(Duration::from_secs(1));
+    let failures = log_text().matches("admin accept failed").count();
+    assert!(failures <= 2, "{failures} warnings in a second");
+    assert!(
+        log_text().len() < 100_000,
+        "the log grew to {} bytes",
+        log_text().len()
+    );
+    held.clear();
+    wait_until_blocking("serves again", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(sb.socket()).is_ok_and(|s| {
+            let mut c = crate::common::Conn::from_stream(s);
+            c.req(json!({"op": "ping"}))["ok"] == true
+        })
+    });
+}

@@ -13,6 +13,10 @@ use super::{wake, AgentSlot};
 use crate::envelope::{now_ms, Envelope, MessageId, ReplyTo};
 use crate::store::{mailbox, Batch, StoreError};
 
+/// Longest idempotency key, in bytes: keys are remembered (in memory and on disk)
+/// for the whole retention, so their size is bounded.
+pub const MAX_KEY_LEN: usize = 256;
+
 /// Why a send was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -29,6 +33,12 @@ pub enum SendError {
         agent: String,
         /// Its capacity.
         capacity: usize,
+    },
+    /// The idempotency key is longer than [`MAX_KEY_LEN`].
+    #[error("the idempotency key is {len} bytes long; keys are at most {MAX_KEY_LEN} bytes")]
+    KeyTooLong {
+        /// Its length.
+        len: usize,
     },
     /// The store could not make the message durable; it was not accepted.
     #[error("not accepted: {0}")]
@@ -112,6 +122,12 @@ impl AgentSlot {
     /// a durable mailbox) a store write whose flush completes the accept.
     pub(crate) fn accept(self: &Arc<Self>, parts: Parts) -> Result<Accepting, Undelivered> {
         let now = now_ms();
+        if let Some(k) = parts.key.as_ref().filter(|k| k.len() > MAX_KEY_LEN) {
+            return Err(Undelivered {
+                error: SendError::KeyTooLong { len: k.len() },
+                payload: Some(parts.payload),
+            });
+        }
         let mut inner = self.lock();
         if inner.closed {
             return Err(Undelivered {

@@ -140,6 +140,7 @@ impl From<SendError> for AdminError {
             SendError::UnknownAgent(_) => ErrorCode::UnknownAgent,
             SendError::MailboxFull { .. } => ErrorCode::MailboxFull,
             SendError::Store(_) => ErrorCode::StoreError,
+            SendError::KeyTooLong { .. } => ErrorCode::BadRequest,
         };
         AdminError::new(code, e.to_string())
     }
