@@ -132,4 +132,60 @@ mod tests {
             ErrorCode::Other
         );
     }
+
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(".{0,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // Bounded for CI: a few thousand cases a run (the seed is printed on failure).
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        /// Any bytes: a request or an error with a message, never a panic.
+        #[test]
+        fn any_line_parses_or_is_refused_with_a_reason(line in prop::collection::vec(any::<u8>(), 0..2048)) {
+            if let Err((_, e)) = parse(&line) {
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        /// Well-formed requests with random ops and fields: the same.
+        #[test]
+        fn any_request_object_parses_or_is_refused_with_a_reason(
+            op in prop_oneof![prop::sample::select(OPS.to_vec()).prop_map(String::from), ".{0,20}"],
+            fields in prop::collection::btree_map(
+                prop::sample::select(vec!["to", "payload", "agent", "key", "timeout", "deadline",
+                    "supervisor", "name", "state", "spec", "all", "message_id", "limit", "version", "x"]),
+                json_value(),
+                0..5,
+            ),
+            id in json_value(),
+        ) {
+            let mut obj = serde_json::Map::new();
+            obj.insert("id".into(), id);
+            obj.insert("op".into(), Value::from(op));
+            for (k, v) in fields {
+                obj.insert(k.to_string(), v);
+            }
+            let line = serde_json::to_vec(&Value::Object(obj)).unwrap();
+            if let Err((_, e)) = parse(&line) {
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
 }

@@ -10,7 +10,8 @@ use crate::supervision::RestartBackoff;
 
 /// The keys of `backoff`.
 pub(super) const BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter"];
-const RESTART_BACKOFF: &[&str] = &["initial", "max", "multiplier", "jitter", "reset_after"];
+pub(super) const RESTART_BACKOFF: &[&str] =
+    &["initial", "max", "multiplier", "jitter", "reset_after"];
 
 pub(super) fn backoff(s: &Section, base: Backoff) -> Result<Backoff, ConfigError> {
     let b = Backoff {

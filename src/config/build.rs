@@ -22,7 +22,7 @@ const MAX_RESTARTS: i64 = 100_000;
 pub(crate) const MAX_DEPTH: usize = crate::supervision::MAX_DEPTH;
 
 const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
-const SUPERVISOR: &[&str] = &[
+pub(super) const SUPERVISOR: &[&str] = &[
     "strategy",
     "template",
     "auto_shutdown",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::section::Section;
 use super::{ConfigError, DaemonConfig, Durability, LimitSpec, TelemetryConfig};
 
-const DAEMON: &[&str] = &[
+pub(super) const DAEMON: &[&str] = &[
     "data_dir",
     "durability",
     "shutdown_timeout",
@@ -20,7 +20,7 @@ const DAEMON: &[&str] = &[
     "admin_idle_timeout",
 ];
 const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
-const LIMIT: &[&str] = &[
+pub(super) const LIMIT: &[&str] = &[
     "requests_per_second",
     "requests_per_minute",
     "tokens_per_minute",

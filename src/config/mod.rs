@@ -16,6 +16,8 @@ mod build;
 mod daemon;
 pub mod dynamic;
 mod error;
+#[cfg(test)]
+mod schema_matrix;
 mod section;
 
 use std::collections::BTreeMap;
