@@ -17,6 +17,10 @@ use crate::store::{mailbox, Batch, StoreError};
 /// for the whole retention, so their size is bounded.
 pub const MAX_KEY_LEN: usize = 256;
 
+/// Most idempotency keys one agent remembers at once (with [`MAX_KEY_LEN`], at
+/// most about 150 MB; with 36-byte UUIDs, about 40 MB).
+pub const MAX_KEYS: usize = 500_000;
+
 /// Why a send was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -39,6 +43,12 @@ pub enum SendError {
     KeyTooLong {
         /// Its length.
         len: usize,
+    },
+    /// The agent remembers [`MAX_KEYS`] live idempotency keys already.
+    #[error("'{agent}' remembers {MAX_KEYS} idempotency keys already; lower daemon.idempotency_retention, or send without a key")]
+    KeysFull {
+        /// The agent.
+        agent: String,
     },
     /// The store could not make the message durable; it was not accepted.
     #[error("not accepted: {0}")]
@@ -157,6 +167,18 @@ impl AgentSlot {
                 },
                 payload: Some(parts.payload),
             });
+        }
+        if parts.key.is_some() && inner.keys.len() >= MAX_KEYS {
+            // Full: forget the expired ones now rather than at the next sweep.
+            inner.keys.retain(|_, (_, expires)| *expires > now);
+            if inner.keys.len() >= MAX_KEYS {
+                return Err(Undelivered {
+                    error: SendError::KeysFull {
+                        agent: self.name.to_string(),
+                    },
+                    payload: Some(parts.payload),
+                });
+            }
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;

@@ -48,7 +48,7 @@ mod delivery;
 
 pub use crate::store::dead::{DeadLetter, DeadReason};
 pub(crate) use accept::{Accepting, Parts};
-pub use accept::{SendError, Sent, Undelivered, MAX_KEY_LEN};
+pub use accept::{SendError, Sent, Undelivered, MAX_KEYS, MAX_KEY_LEN};
 pub use dead::NewDeadline;
 
 /// Counters of one agent, monotonic since the daemon started.

@@ -141,6 +141,7 @@ impl From<SendError> for AdminError {
             SendError::MailboxFull { .. } => ErrorCode::MailboxFull,
             SendError::Store(_) => ErrorCode::StoreError,
             SendError::KeyTooLong { .. } => ErrorCode::BadRequest,
+            SendError::KeysFull { .. } => ErrorCode::MailboxFull,
         };
         AdminError::new(code, e.to_string())
     }
