@@ -159,6 +159,20 @@ impl Sandbox {
         d
     }
 
+    /// Starts the daemon and expects it to refuse to run: exit 1 within 10 s with
+    /// `needle` in its log. Returns the log.
+    pub fn start_fails(&self, needle: &str) -> String {
+        let mut d = self.start();
+        let status = d.wait_exit(Duration::from_secs(10));
+        let log = d.log_text();
+        assert_eq!(status.code(), Some(1), "log:\n{log}");
+        assert!(
+            log.contains(needle),
+            "expected {needle:?} in the log:\n{log}"
+        );
+        log
+    }
+
     /// `warden ctl --socket <socket> <args>`.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
         let mut all = vec!["ctl", "--socket"];

@@ -274,14 +274,8 @@ fn a_child_failing_to_start_fails_the_daemon_with_the_reason() {
         "path = \"{dir}/blocker/out.jsonl\"",
     ));
     std::fs::write(sb.path("blocker"), b"a file").unwrap();
-    let mut d = sb.start();
-    let status = d.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.code(), Some(1), "log:\n{}", d.log_text());
-    let log = d.log_text();
-    assert!(
-        log.contains("the tree failed to start") && log.contains("agent 'out'"),
-        "{log}"
-    );
+    let log = sb.start_fails("the tree failed to start");
+    assert!(log.contains("agent 'out'"), "{log}");
 }
 
 #[test]

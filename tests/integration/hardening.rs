@@ -179,9 +179,7 @@ fn the_lock_file_is_never_opened_through_a_symlink() {
     std::fs::create_dir_all(sb.path("data")).unwrap();
     std::fs::write(sb.path("precious"), b"precious").unwrap();
     std::os::unix::fs::symlink(sb.path("precious"), sb.path("data/warden.lock")).unwrap();
-    let mut d = sb.start();
-    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
-    assert!(d.log_text().contains("warden.lock"), "{}", d.log_text());
+    sb.start_fails("warden.lock");
     assert_eq!(std::fs::read(sb.path("precious")).unwrap(), b"precious");
 }
 
@@ -232,9 +230,7 @@ fn a_socket_path_on_a_regular_file_is_refused_not_deleted() {
         "data_dir = \"{dir}/data\"\nsocket = \"{dir}/notes.txt\"",
     ));
     std::fs::write(sb.path("notes.txt"), b"my notes").unwrap();
-    let mut d = sb.start();
-    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
-    assert!(d.log_text().contains("is not a socket"), "{}", d.log_text());
+    sb.start_fails("is not a socket");
     assert_eq!(std::fs::read(sb.path("notes.txt")).unwrap(), b"my notes");
 }
 
@@ -253,9 +249,7 @@ fn sink_files_are_private_and_never_followed_through_symlinks() {
     let sb = Sandbox::new(BASE);
     std::fs::write(sb.path("elsewhere"), b"").unwrap();
     std::os::unix::fs::symlink(sb.path("elsewhere"), sb.path("out.jsonl")).unwrap();
-    let mut d = sb.start();
-    assert_eq!(d.wait_exit(Duration::from_secs(10)).code(), Some(1));
-    assert!(d.log_text().contains("out.jsonl"), "{}", d.log_text());
+    sb.start_fails("out.jsonl");
 }
 
 // ---- hostile or careless clients ----
