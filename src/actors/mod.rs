@@ -23,6 +23,8 @@ pub(crate) mod worker;
 
 pub use kinds::{KindInfo, Kinds};
 pub use registry::{CallError, Registry, SendOptions};
-pub use slot::{AgentSlot, AgentStats, DeadLetter, DeadReason, SendError, Undelivered};
+pub use slot::{
+    AgentSlot, AgentStats, DeadLetter, DeadReason, SendError, Undelivered, MAX_KEYS, MAX_KEY_LEN,
+};
 pub use spec::{AgentSpec, MailboxKind};
 pub(crate) use worker::AgentWorker;

@@ -432,3 +432,42 @@ fn running_out_of_file_descriptors_does_not_spin() {
         })
     });
 }
+
+/// An agent remembers at most `MAX_KEYS` live idempotency keys: one more is
+/// refused (payload handed back) until keys expire, which a full index forgets
+/// at once rather than at the next sweep.
+#[tokio::test(start_paused = true)]
+async fn the_idempotency_key_index_is_bounded() {
+    use warden::actors::{SendError, SendOptions, MAX_KEYS};
+    use warden::supervision::{ChildSpec, SupervisorSpec};
+    let mut a = crate::common::tree::counter("keys");
+    a.mailbox_capacity = MAX_KEYS + 10;
+    let (k, _) = crate::common::tree::kinds();
+    let rt = warden::Runtime::start(SupervisorSpec::new("root").child(ChildSpec::agent(a)), k)
+        .await
+        .unwrap();
+    rt.stop_child("keys").await.unwrap();
+    let keyed = |i: usize| SendOptions {
+        key: Some(format!("k{i}")),
+        ..Default::default()
+    };
+    for i in 0..MAX_KEYS {
+        rt.send_with("keys", json!(i), keyed(i)).await.unwrap();
+    }
+    let refused = rt
+        .send_with("keys", json!("one more"), keyed(MAX_KEYS))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused.error, SendError::KeysFull { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.payload, Some(json!("one more")));
+    // a send without a key is not refused for keys
+    rt.send("keys", json!("no key")).await.unwrap();
+    // a day later every key has expired: the full index forgets them and accepts
+    tokio::time::advance(Duration::from_secs(25 * 3600)).await;
+    rt.send_with("keys", json!("later"), keyed(MAX_KEYS))
+        .await
+        .unwrap();
+}
