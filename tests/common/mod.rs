@@ -83,6 +83,16 @@ impl Sandbox {
     }
 }
 
+/// `warden check` on `config` (written to a sandbox): exit code and stderr.
+pub fn check(config: &str) -> (i32, String) {
+    let sb = Sandbox::new(config);
+    let out = sb.run(&["check", "--config", "warden.toml"]);
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running daemon.
 pub struct Daemon {
     pub child: Child,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{json_lines, Sandbox};
+use crate::common::{check, json_lines, Sandbox};
 use nix::sys::signal::Signal;
 
 const GOOD: &str = r#"
@@ -29,16 +29,6 @@ to = ["out"]
 kind = "sink"
 path = "{dir}/out.jsonl"
 "#;
-
-/// `warden check` on `config`: exit code and stderr.
-fn check(config: &str) -> (i32, String) {
-    let sb = Sandbox::new(config);
-    let out = sb.run(&["check", "--config", "warden.toml"]);
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Asserts `config` is refused with exit 2 and an error naming `key` and `reason`.
 fn refused(config: &str, key: &str, reason: &str) {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{wait_until_blocking, Sandbox};
+use crate::common::{check, wait_until_blocking, Sandbox};
 use serde_json::json;
 
 const BASE: &str = r#"
@@ -19,15 +19,6 @@ kind = "sink"
 path = "{dir}/out.jsonl"
 accept_faults = true
 "#;
-
-fn check(config: &str) -> (i32, String) {
-    let sb = Sandbox::new(config);
-    let out = sb.run(&["check", "--config", "warden.toml"]);
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `BASE` with `line` added to section `section` (created if missing).
 fn with(section: &str, line: &str) -> String {
