@@ -53,7 +53,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    crate::telemetry::init(&config.telemetry.log);
+    let log = crate::telemetry::init(&config.telemetry.log);
     if let Err(e) = create_private_dir(&config.daemon.data_dir) {
         tracing::error!(dir = %config.daemon.data_dir.display(), error = %e, "cannot create the data directory");
         return EXIT_FAILED;
@@ -122,6 +122,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
         runtime: runtime.clone(),
         shutdown: stop_tx.clone(),
         limits: config.limits.clone(),
+        log,
     });
     let limits = ServerLimits {
         max_clients: config.daemon.admin_max_clients,

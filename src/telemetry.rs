@@ -1,19 +1,78 @@
 //! Tracing set-up: structured logs on stderr, filtered by `RUST_LOG` or the config's
-//! `telemetry.log`. Span names are the contract of DESIGN section 7 (`warden.handle`,
-//! `warden.restart`, ...). OTLP export is not wired yet (see docs/runtime-semantics.md).
+//! `telemetry.log`, and changeable while the daemon runs (`warden ctl log`). Span
+//! names are the contract of DESIGN section 7 (`warden.handle`, `warden.restart`,
+//! ...). OTLP export is not wired yet (see docs/runtime-semantics.md).
+//!
+//! Guarantee: a filter set for a while (`--for`) reverts to the start-up filter
+//! when that time is up, unless another change came after it.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Installs the global subscriber; a second call does nothing.
-pub fn init(filter: &str) {
-    let filter = std::env::var("RUST_LOG")
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+/// The live log filter.
+pub struct LogFilter {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// The filter the daemon started with, restored after a timed change.
+    base: String,
+    /// Bumped by every change, so an old timed change does not revert a newer one.
+    generation: AtomicU64,
+}
+
+/// Installs the global subscriber and returns its filter handle; `None` if a
+/// subscriber was installed already.
+pub fn init(filter: &str) -> Option<Arc<LogFilter>> {
+    let base = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .filter(|f| EnvFilter::try_new(f).is_ok())
+        .unwrap_or_else(|| filter.to_string());
+    let (layer, handle) = reload::Layer::new(EnvFilter::new(&base));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(fmt)
+        .try_init()
+        .ok()?;
+    Some(Arc::new(LogFilter {
+        handle,
+        base,
+        generation: AtomicU64::new(0),
+    }))
+}
+
+impl LogFilter {
+    /// Sets the filter (`debug`, `warden=debug,info`, ...) now; with `for_`, until
+    /// then. A filter that does not parse changes nothing.
+    pub fn set(self: &Arc<Self>, filter: &str, for_: Option<Duration>) -> Result<(), String> {
+        let parsed = EnvFilter::try_new(filter)
+            .map_err(|e| format!("\"{filter}\" is not a log filter ({e}); use a level such as \"debug\", or directives such as \"warden=debug,info\""))?;
+        self.handle
+            .reload(parsed)
+            .map_err(|e| format!("cannot change the log filter: {e}"))?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        tracing::warn!(filter, ?for_, "log filter changed");
+        if let Some(d) = for_ {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                if me.generation.load(Ordering::SeqCst) == generation {
+                    let _ = me.handle.reload(EnvFilter::new(&me.base));
+                    tracing::info!(filter = %me.base, "log filter back to the start-up filter");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The start-up filter.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
 }

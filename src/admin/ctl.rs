@@ -132,6 +132,15 @@ enum CtlCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Change the log filter while the daemon runs (a level such as debug, or
+    /// directives such as warden=debug,info).
+    Log {
+        /// The filter.
+        filter: String,
+        /// For how long (such as 5m); until the next change if absent.
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
     /// Stream lifecycle events until interrupted.
     Watch,
     /// Stop the daemon gracefully.
@@ -312,6 +321,16 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             }
             DlqCommand::Purge { agent, id, all } => ("dlq_purge", pick(agent, id, *all)?, None),
         },
+        Log { filter, for_ } => {
+            if let Some(d) = for_ {
+                duration_arg("for", d)?;
+            }
+            (
+                "log",
+                strip_nulls(json!({"filter": filter, "for": for_})),
+                None,
+            )
+        }
         Watch => return watch(args),
         Shutdown => ("shutdown", json!({}), None),
     };

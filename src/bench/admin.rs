@@ -95,6 +95,7 @@ pub(super) async fn serve(rt: Arc<crate::Runtime>, dir: &std::path::Path) -> Ser
         runtime: rt,
         shutdown: stop.clone(),
         limits: Default::default(),
+        log: None,
     });
     let limits = ServerLimits {
         max_clients: 1024,

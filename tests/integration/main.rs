@@ -10,6 +10,7 @@ mod cli;
 mod dynamic_children;
 mod hardening;
 mod limits;
+mod operations;
 mod otp_conformance;
 mod policies;
 mod store;

@@ -23,6 +23,8 @@ pub struct AdminCtx {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The config's limiters, by name (`add_child` checks an agent's `limits`).
     pub limits: std::collections::BTreeMap<String, crate::config::LimitSpec>,
+    /// The live log filter (`None` when the process did not install it).
+    pub log: Option<Arc<crate::telemetry::LogFilter>>,
 }
 
 /// How a request is answered.
@@ -102,6 +104,7 @@ ops! {
     DlqList = dlq_list: "dlq_list",
     DlqReplay = dlq_replay: "dlq_replay",
     DlqPurge = dlq_purge: "dlq_purge",
+    Log = log: "log",
     Watch = watch: "watch",
     Shutdown = shutdown: "shutdown",
 }
