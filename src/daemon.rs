@@ -136,7 +136,10 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
         stop_rx.clone(),
     ));
     tracing::info!(pid = std::process::id(), config = %config.file, socket = %config.daemon.socket.display(), "warden started");
+    crate::service::notify("READY=1\nSTATUS=serving");
+    let watchdog = tokio::spawn(crate::service::watchdog(runtime.clone(), stop_rx.clone()));
     let code = serve(&runtime, &store, &config, &mut term, stop_rx, &stop_tx).await;
+    let _ = watchdog.await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
     store.close();
@@ -220,6 +223,7 @@ async fn wait_for_end(
 }
 
 async fn shutdown(runtime: &Runtime, config: &Config, why: &str) -> i32 {
+    crate::service::notify("STOPPING=1");
     tracing::info!(
         signal = why,
         "shutting down: stopping children in reverse start order"

@@ -22,6 +22,7 @@
 //! - [`config`]: the TOML config: raw mirror, validation, runtime specs.
 //! - [`admin`]: the admin socket (newline-delimited JSON) and `warden ctl`.
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
+//! - [`service`]: systemd's notify protocol (ready, stopping, watchdog).
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`bench`](mod@bench): `warden bench` scenarios.
 //! - [`chaos`]: `warden chaos`: faults on a real daemon, and the history checker.
@@ -45,6 +46,7 @@ pub mod daemon;
 pub mod envelope;
 pub mod policies;
 pub mod runtime;
+pub mod service;
 pub mod spec_error;
 pub mod store;
 pub mod supervision;

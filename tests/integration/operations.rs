@@ -68,3 +68,51 @@ fn the_log_filter_changes_live_and_reverts_after_its_time() {
     fail_once(&mut c);
     assert_eq!(d.log_text().matches("attempt failed").count(), logged + 1);
 }
+
+/// systemd's notify protocol, against a datagram socket the test owns: READY
+/// once the admin socket answers, watchdog pings at half WATCHDOG_USEC while the
+/// tree answers, STOPPING when SIGTERM begins the shutdown.
+#[test]
+fn the_service_manager_is_told_ready_alive_and_stopping() {
+    let sb = Sandbox::new(CONFIG);
+    let notify_path = sb.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(T)).unwrap();
+    let log = std::fs::File::create(sb.path("daemon.log")).unwrap();
+    let child = std::process::Command::new(crate::common::warden_bin())
+        .args(["run", "--config"])
+        .arg(sb.config())
+        .current_dir(sb.dir.path())
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut d = crate::common::Daemon {
+        child,
+        log: sb.path("daemon.log"),
+    };
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    // ready means ready: the admin socket answers now
+    assert_eq!(sb.conn().req(json!({"op": "ping"}))["ok"], true);
+    let pings = (0..3).map(|_| next()).filter(|m| m == "WATCHDOG=1").count();
+    assert_eq!(pings, 3);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut saw_stopping = false;
+    for _ in 0..10 {
+        if next() == "STOPPING=1" {
+            saw_stopping = true;
+            break;
+        }
+    }
+    assert!(saw_stopping);
+    assert_eq!(d.wait_exit(T).code(), Some(0));
+}
