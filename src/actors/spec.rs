@@ -61,10 +61,16 @@ pub struct AgentSpec {
     pub systemic: SystemicSpec,
     /// Kind-specific options (`to` for echo, `path` for sink).
     pub options: Map<String, Value>,
+    /// Dead letters kept; past it the oldest are purged (counted in
+    /// `dead_purged`, logged).
+    pub dlq_max: usize,
     /// State to start from until the agent commits one (a spawned agent's
     /// `--state`).
     pub initial_state: Option<Value>,
 }
+
+/// Dead letters an agent keeps unless `dlq_max` says otherwise.
+pub const DEFAULT_DLQ_MAX: usize = 10_000;
 
 impl AgentSpec {
     /// An agent with the documented defaults.
@@ -86,6 +92,7 @@ impl AgentSpec {
             systemic: SystemicSpec::default(),
             options: Map::new(),
             initial_state: None,
+            dlq_max: DEFAULT_DLQ_MAX,
         }
     }
 

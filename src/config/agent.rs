@@ -16,6 +16,7 @@ use crate::policies::breaker::BreakerSpec;
 use crate::util::{did_you_mean, Quote};
 
 pub(super) const AGENT: &[&str] = &[
+    "dlq_max",
     "kind",
     "significant",
     "restart",
@@ -93,6 +94,9 @@ impl TreeBuilder<'_, '_> {
                 }
                 None => d.backoff,
             },
+            dlq_max: s
+                .int("dlq_max", 1, 1_000_000)?
+                .map_or(d.dlq_max, |v| v as usize),
             hop_budget: s
                 .int("hop_budget", 0, 1_000_000)?
                 .map_or(d.hop_budget, |v| v as u32),

@@ -116,3 +116,41 @@ fn the_service_manager_is_told_ready_alive_and_stopping() {
     assert!(saw_stopping);
     assert_eq!(d.wait_exit(T).code(), Some(0));
 }
+
+/// Dead letters are bounded: past `dlq_max` the oldest are purged, counted in
+/// `dead_purged` and logged, durably (a restart keeps the newest `dlq_max`).
+#[test]
+fn dead_letters_are_capped_oldest_first_and_counted() {
+    let sb = Sandbox::new(&CONFIG.replace(
+        "accept_faults = true",
+        "accept_faults = true\ndlq_max = 3\nmax_attempts = 1\npause_after = 0",
+    ));
+    let mut d = sb.start_ready();
+    let mut c = sb.conn();
+    for i in 0..5 {
+        let r = c.req(json!({"op": "send", "to": "out", "payload": {"fault": "error", "i": i}}));
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let ids = |c: &mut crate::common::Conn| -> Vec<i64> {
+        let r = c.req(json!({"op": "dlq_list", "agent": "out"}));
+        r["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["payload"]["i"].as_i64().unwrap())
+            .collect()
+    };
+    wait_until_blocking("five dead, three kept", T, || {
+        let s = c.req(json!({"op": "stats"}));
+        s["result"]["agents"]["out"]["dead_lettered"] == 5
+    });
+    assert_eq!(ids(&mut c), [2, 3, 4], "the newest three");
+    let s = c.req(json!({"op": "stats"}));
+    assert_eq!(s["result"]["agents"]["out"]["dead_purged"], 2);
+    assert!(d.log_text().contains("oldest dead letter purged"));
+    c.req(json!({"op": "shutdown"}));
+    assert_eq!(d.wait_exit(T).code(), Some(0));
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    assert_eq!(ids(&mut c), [2, 3, 4], "the purge was durable");
+}

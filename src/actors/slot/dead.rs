@@ -47,8 +47,8 @@ impl AgentSlot {
         };
         let mut batch = Batch::default();
         self.write_dead(&d, &mut batch);
+        self.keep_dead(inner, d, &mut batch);
         self.submit(batch);
-        inner.dead.push(d);
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         if let Some(tx) = self.events.get() {
             let _ = tx.send(TreeEvent {
@@ -62,6 +62,33 @@ impl AgentSlot {
             tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
                 .entered();
         tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
+    }
+
+    /// Keeps `d` among the dead letters, purging the oldest past `dlq_max` (in
+    /// `batch`, so the purge commits with the burial): counted, logged, never
+    /// silent.
+    pub(super) fn keep_dead(&self, inner: &mut Inner, d: DeadLetter, batch: &mut Batch) {
+        inner.dead.push(d);
+        self.trim_dead(inner, batch);
+    }
+
+    /// Purges the oldest dead letters past `dlq_max` into `batch`.
+    pub(super) fn trim_dead(&self, inner: &mut Inner, batch: &mut Batch) {
+        let max = self.spec.dlq_max.max(1);
+        if inner.dead.len() <= max {
+            return;
+        }
+        let excess = inner.dead.len() - max;
+        for old in inner.dead.drain(..excess) {
+            if self.store.is_some() {
+                mailbox::unbury(batch, &self.name, old.envelope.id.seq);
+            }
+            tracing::warn!(agent = %self.name, message_id = %old.envelope.id, dlq_max = max,
+                "oldest dead letter purged: the agent keeps at most dlq_max");
+        }
+        self.stats
+            .dead_purged
+            .fetch_add(excess as u64, Ordering::Relaxed);
     }
 
     /// How many dead letters are kept.

@@ -64,6 +64,8 @@ pub struct AgentStats {
     pub dead_lettered: AtomicU64,
     /// Restarts of this agent's hosts.
     pub restarts: AtomicU64,
+    /// The oldest dead letters purged to keep at most `dlq_max`.
+    pub dead_purged: AtomicU64,
 }
 
 struct Queued {
@@ -199,6 +201,8 @@ impl AgentSlot {
         let mut batch = Batch::default();
         {
             let mut inner = slot.lock();
+            // recovered letters past a lowered dlq_max go first
+            slot.trim_dead(&mut inner, &mut batch);
             for env in r.queue {
                 if env.attempt > slot.spec.max_attempts {
                     let attempts = env.attempt - 1;
@@ -214,7 +218,7 @@ impl AgentSlot {
                     slot.write_dead(&d, &mut batch);
                     tracing::warn!(agent = %slot.name, message_id = %d.envelope.id, attempts,
                         "message dead-lettered: it was in flight at every crash");
-                    inner.dead.push(d);
+                    slot.keep_dead(&mut inner, d, &mut batch);
                     slot.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 } else {
                     inner.queue.push_back(Queued {

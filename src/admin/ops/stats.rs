@@ -25,6 +25,7 @@ pub(super) async fn apply(_: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
                 "failed_attempts": st.failed_attempts.load(Ordering::Relaxed),
                 "dead_lettered": st.dead_lettered.load(Ordering::Relaxed),
                 "restarts": st.restarts.load(Ordering::Relaxed),
+                "dead_purged": st.dead_purged.load(Ordering::Relaxed),
                 "pending": s.pending(),
                 "in_flight": s.in_flight(),
                 "dead_letters": s.dead_count(),
