@@ -141,6 +141,12 @@ enum CtlCommand {
         #[arg(long = "for")]
         for_: Option<String>,
     },
+    /// Copy the store, consistent as of one moment, into a new directory (usable
+    /// as a data_dir to restore it), while the daemon runs.
+    Backup {
+        /// A directory that does not exist yet.
+        path: PathBuf,
+    },
     /// Stream lifecycle events until interrupted.
     Watch,
     /// Stop the daemon gracefully.
@@ -329,6 +335,15 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
                 "log",
                 strip_nulls(json!({"filter": filter, "for": for_})),
                 None,
+            )
+        }
+        Backup { path } => {
+            let path = std::path::absolute(path)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+            (
+                "backup",
+                json!({"path": path}),
+                Some(Duration::from_secs(3600)),
             )
         }
         Watch => return watch(args),

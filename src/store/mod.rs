@@ -232,6 +232,38 @@ impl Store {
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Copies the store, consistent as of one moment, into the data directory
+    /// `dest` (which must not exist): `dest/store/` and `dest/store.hwm`. The copy
+    /// runs on the committer thread between two groups, after a flush, so it holds
+    /// exactly what was committed by then, like a crash at that moment, which the
+    /// store recovers from; commits wait while it runs. Returns the bytes copied.
+    pub async fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if dest.exists() {
+            return Err(StoreError::io(
+                format!("{} exists; back up into a new directory", dest.display()),
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let (src, dest) = (self.path.clone(), dest.to_path_buf());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Batch::default(), move |r| {
+            let copied = r.and_then(|()| {
+                let name = src.file_name().unwrap_or_default().to_os_string();
+                let mut bytes = copy_private(&src, &dest.join(&name))?;
+                let hwm = high_water::path_for(&src);
+                if hwm.exists() {
+                    let mut to = name;
+                    to.push(".hwm");
+                    bytes += std::fs::copy(&hwm, dest.join(to))
+                        .map_err(|e| StoreError::io(format!("cannot copy {}", hwm.display()), e))?;
+                }
+                Ok(bytes)
+            });
+            let _ = tx.send(copied);
+        });
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
     /// Completes with the first write failure (disk full, I/O error). After one,
     /// every later write fails too: sled keeps a failed I/O as a global error until
     /// it is reopened, so the owner of the store should stop (see the daemon).
@@ -350,6 +382,31 @@ impl Store {
     pub fn count_prefix(&self, prefix: u8) -> usize {
         self.tree().map_or(0, |t| t.scan_prefix([prefix]).count())
     }
+}
+
+/// Copies directory `from` into a new directory `to` (mode 0700), recursively.
+fn copy_private(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .map_err(|e| StoreError::io(format!("cannot create {}", to.display()), e))?;
+    let mut bytes = 0;
+    let entries = std::fs::read_dir(from)
+        .map_err(|e| StoreError::io(format!("cannot read {}", from.display()), e))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| StoreError::io(format!("cannot read {}", from.display()), e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            bytes += copy_private(&src, &dst)?;
+        } else {
+            bytes += std::fs::copy(&src, &dst)
+                .map_err(|e| StoreError::io(format!("cannot copy {}", src.display()), e))?;
+        }
+    }
+    Ok(bytes)
 }
 
 impl Drop for Store {

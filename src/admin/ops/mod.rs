@@ -105,6 +105,7 @@ ops! {
     DlqReplay = dlq_replay: "dlq_replay",
     DlqPurge = dlq_purge: "dlq_purge",
     Log = log: "log",
+    Backup = backup: "backup",
     Watch = watch: "watch",
     Shutdown = shutdown: "shutdown",
 }
