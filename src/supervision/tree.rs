@@ -343,6 +343,18 @@ impl TreeContext {
         v
     }
 
+    /// How many supervisors are above `name` and including it, if it is one (root
+    /// is at depth 1).
+    pub(crate) fn depth_of(&self, name: &str) -> usize {
+        let parents = self.parents.read().unwrap_or_else(|p| p.into_inner());
+        let (mut depth, mut at) = (1, name.to_string());
+        while let Some(p) = parents.get(&at) {
+            depth += 1;
+            at = p.clone();
+        }
+        depth
+    }
+
     /// The supervisor that owns `name`.
     pub fn parent_of(&self, name: &str) -> Option<String> {
         self.parents

@@ -98,7 +98,7 @@ pub const MAX_DEPTH: usize = 32;
 
 /// The depth of the deepest supervisor under `s` (`s` itself is 1), walked
 /// without recursion, so a spec built in code of any depth is measured safely.
-fn depth(s: &SupervisorSpec) -> usize {
+pub(crate) fn depth(s: &SupervisorSpec) -> usize {
     let mut deepest = 0;
     let mut todo = vec![(s, 1usize)];
     while let Some((s, d)) = todo.pop() {

@@ -490,3 +490,26 @@ async fn added_children_survive_their_supervisors_restart_and_delete_removes_a_s
     rt.add_child("root", child("t1")).await.unwrap();
     assert_eq!(inc(&rt, "t1").await, (1, 1), "a fresh agent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_added_at_run_time_is_depth_checked_where_it_joins() {
+    use warden::supervision::MAX_DEPTH;
+    // a chain root -> s1 -> ... -> s(MAX_DEPTH - 2): depth MAX_DEPTH - 1
+    let mut spec = SupervisorSpec::new(format!("s{}", MAX_DEPTH - 2)).child(child("leaf"));
+    for i in (1..MAX_DEPTH - 2).rev() {
+        spec = SupervisorSpec::new(format!("s{i}")).child(ChildSpec::supervisor(spec));
+    }
+    let (rt, _) = start(SupervisorSpec::new("root").child(ChildSpec::supervisor(spec))).await;
+    let deepest = format!("s{}", MAX_DEPTH - 2);
+    // one more level fits
+    rt.add_child(&deepest, ChildSpec::supervisor(SupervisorSpec::new("ok1")))
+        .await
+        .unwrap();
+    // two more do not, though the added subtree alone is shallow
+    let two = SupervisorSpec::new("too").child(ChildSpec::supervisor(SupervisorSpec::new("deep")));
+    match rt.add_child(&deepest, ChildSpec::supervisor(two)).await {
+        Err(ControlError::Invalid(m)) => assert!(m.contains("levels deep"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(rt.tree_context().node("too").is_none(), "nothing was added");
+}

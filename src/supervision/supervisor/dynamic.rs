@@ -25,7 +25,7 @@ use crate::store::children::{self, ChildRecord};
 use crate::store::Batch;
 use crate::supervision::spec::{AutoShutdown, ChildKind, ChildSpec, Strategy};
 use crate::supervision::tree::Status;
-use crate::supervision::validate::check_name;
+use crate::supervision::validate::{check_name, depth, MAX_DEPTH};
 
 type Reply = RpcReplyPort<Result<(), ControlError>>;
 
@@ -153,6 +153,13 @@ impl SupState {
         }
         if let ChildKind::Supervisor(s) = &spec.kind {
             s.validate()?;
+            // its depth where it joins, not only its own
+            let total = self.tree.depth_of(&self.name) + depth(s);
+            if total > MAX_DEPTH {
+                return Err(ControlError::Invalid(format!(
+                    "'{name}' would nest supervisors {total} levels deep; the limit is {MAX_DEPTH}"
+                )));
+            }
         }
         self.tree
             .add_child_nodes(&spec.kind, &self.name)
