@@ -83,6 +83,21 @@ impl Sandbox {
     }
 }
 
+/// The smallest useful tree: root and one sink agent `out` writing to
+/// `{dir}/out.jsonl`, taking fault directives, durable by default.
+pub const SINK_TREE: &str = r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["out"]
+
+[agent.out]
+kind = "sink"
+path = "{dir}/out.jsonl"
+accept_faults = true
+"#;
+
 /// `warden check` on `config` (written to a sandbox): exit code and stderr.
 pub fn check(config: &str) -> (i32, String) {
     let sb = Sandbox::new(config);

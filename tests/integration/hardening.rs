@@ -7,18 +7,8 @@ use std::time::Duration;
 use crate::common::{check, wait_until_blocking, Sandbox};
 use serde_json::json;
 
-const BASE: &str = r#"
-[daemon]
-data_dir = "{dir}/data"
-
-[supervisor.root]
-children = ["out"]
-
-[agent.out]
-kind = "sink"
-path = "{dir}/out.jsonl"
-accept_faults = true
-"#;
+/// The tree every case starts from.
+const BASE: &str = crate::common::SINK_TREE;
 
 /// `BASE` with `line` added to section `section` (created if missing).
 fn with(section: &str, line: &str) -> String {

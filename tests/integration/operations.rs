@@ -6,25 +6,19 @@ use std::time::Duration;
 use crate::common::{json_lines, wait_until_blocking, Sandbox};
 use serde_json::json;
 
-const CONFIG: &str = r#"
-[daemon]
-data_dir = "{dir}/data"
-
-[supervisor.root]
-children = ["out"]
-
-[agent.out]
-kind = "sink"
-path = "{dir}/out.jsonl"
-accept_faults = true
-backoff = { initial = "1ms", max = "1ms" }
-"#;
+/// The one-sink tree, retrying at once.
+fn config() -> String {
+    crate::common::SINK_TREE.replace(
+        "accept_faults = true",
+        "accept_faults = true\nbackoff = { initial = \"1ms\", max = \"1ms\" }",
+    )
+}
 
 const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn the_log_filter_changes_live_and_reverts_after_its_time() {
-    let sb = Sandbox::new(CONFIG);
+    let sb = Sandbox::new(&config());
     let d = sb.start_ready();
     let mut c = sb.conn();
     let mut handled = 0;
@@ -74,7 +68,7 @@ fn the_log_filter_changes_live_and_reverts_after_its_time() {
 /// tree answers, STOPPING when SIGTERM begins the shutdown.
 #[test]
 fn the_service_manager_is_told_ready_alive_and_stopping() {
-    let sb = Sandbox::new(CONFIG);
+    let sb = Sandbox::new(&config());
     let notify_path = sb.path("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(T)).unwrap();
@@ -121,7 +115,7 @@ fn the_service_manager_is_told_ready_alive_and_stopping() {
 /// `dead_purged` and logged, durably (a restart keeps the newest `dlq_max`).
 #[test]
 fn dead_letters_are_capped_oldest_first_and_counted() {
-    let sb = Sandbox::new(&CONFIG.replace(
+    let sb = Sandbox::new(&config().replace(
         "accept_faults = true",
         "accept_faults = true\ndlq_max = 3\nmax_attempts = 1\npause_after = 0",
     ));
@@ -160,7 +154,7 @@ fn dead_letters_are_capped_oldest_first_and_counted() {
 #[test]
 fn a_backup_taken_under_load_restores_every_message_accepted_before_it() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let sb = Sandbox::new(&CONFIG.replace("[agent.out]", "[agent.out]\nmailbox = \"durable\""));
+    let sb = Sandbox::new(&config().replace("[agent.out]", "[agent.out]\nmailbox = \"durable\""));
     let _d = sb.start_ready();
     let mut c = sb.conn();
     assert_eq!(c.req(json!({"op": "stop", "agent": "out"}))["ok"], true);
@@ -192,7 +186,7 @@ fn a_backup_taken_under_load_restores_every_message_accepted_before_it() {
     let sent = acked.load(Ordering::SeqCst);
     // restore: a daemon whose data_dir is the backup
     let restore = Sandbox::new(
-        &CONFIG
+        &config()
             .replace("[agent.out]", "[agent.out]\nmailbox = \"durable\"")
             .replace(
                 "data_dir = \"{dir}/data\"",
