@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::admin::ops::AdminCtx;
+use crate::admin::ops::{AdminCtx, ConfigSource};
 use crate::admin::server::{self, lock_data_dir, ServerLimits};
 
 use crate::actors::Kinds;
@@ -97,6 +97,15 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
             return EXIT_FAILED;
         }
     };
+    // SIGHUP reloads the config; installed before anything is served, so that a
+    // HUP never kills the daemon (its default action)
+    let hup = match signal(SignalKind::hangup()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return EXIT_FAILED;
+        }
+    };
     let listener = match server::bind(&config.daemon.socket).await {
         Ok(l) => l,
         Err(e) => {
@@ -121,13 +130,17 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let ctx = Arc::new(AdminCtx {
         runtime: runtime.clone(),
         shutdown: stop_tx.clone(),
-        limits: config.limits.clone(),
+        config: Some(ConfigSource {
+            path: config_path.to_path_buf(),
+            current: std::sync::Mutex::new(config.clone()),
+        }),
         log,
     });
     let limits = ServerLimits {
         max_clients: config.daemon.admin_max_clients,
         idle_timeout: config.daemon.admin_idle_timeout,
     };
+    let reloader = tokio::spawn(reload_on_hup(hup, ctx.clone(), stop_rx.clone()));
     let admin = tokio::spawn(server::serve(
         listener,
         config.daemon.socket.clone(),
@@ -142,6 +155,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let _ = watchdog.await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
+    let _ = reloader.await;
     store.close();
     code
 }
@@ -178,6 +192,29 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     code
+}
+
+/// Reloads the config on each SIGHUP (as `ctl reload`) until `stop` turns true;
+/// the outcome is logged.
+async fn reload_on_hup(
+    mut hup: tokio::signal::unix::Signal,
+    ctx: Arc<AdminCtx>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading the config");
+                if let Err(e) = crate::admin::ops::reload(&ctx, false).await {
+                    tracing::error!(code = %e.code, "reload refused: {}", e.message);
+                }
+            }
+        }
+    }
 }
 
 /// Forgets expired idempotency keys once a minute until `stop` turns true.

@@ -1,7 +1,8 @@
 //! systemd's notify protocol (`Type=notify`): `READY=1` once the socket answers
 //! and the tree runs, `STOPPING=1` when a shutdown begins, and `WATCHDOG=1` at
 //! half of `WATCHDOG_USEC`, sent only while the root supervisor answers, so a
-//! wedged daemon is restarted by the service manager. Without `NOTIFY_SOCKET`
+//! wedged daemon is restarted by the service manager; `RELOADING=1` then
+//! `READY=1` around a config reload. Without `NOTIFY_SOCKET`
 //! every call does nothing.
 
 use std::os::unix::net::UnixDatagram;
@@ -32,6 +33,11 @@ pub fn notify(state: &str) {
     if let Err(e) = sent {
         tracing::warn!(error = %e, "cannot notify the service manager");
     }
+}
+
+/// Tells the service manager a reload began; [`notify`] `READY=1` ends it.
+pub fn reloading() {
+    notify("RELOADING=1\nSTATUS=reloading the config");
 }
 
 /// The watchdog interval asked for by the service manager (half its timeout),

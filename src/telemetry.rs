@@ -17,8 +17,11 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 /// The live log filter.
 pub struct LogFilter {
     handle: reload::Handle<EnvFilter, Registry>,
-    /// The filter the daemon started with, restored after a timed change.
-    base: String,
+    /// The filter the daemon started with (or the config gave at its last reload),
+    /// restored after a timed change.
+    base: std::sync::Mutex<String>,
+    /// `RUST_LOG` set the base: the config's filter does not replace it.
+    from_env: bool,
     /// Bumped by every change, so an old timed change does not revert a newer one.
     generation: AtomicU64,
 }
@@ -26,10 +29,11 @@ pub struct LogFilter {
 /// Installs the global subscriber and returns its filter handle; `None` if a
 /// subscriber was installed already.
 pub fn init(filter: &str) -> Option<Arc<LogFilter>> {
-    let base = std::env::var("RUST_LOG")
+    let env = std::env::var("RUST_LOG")
         .ok()
-        .filter(|f| EnvFilter::try_new(f).is_ok())
-        .unwrap_or_else(|| filter.to_string());
+        .filter(|f| EnvFilter::try_new(f).is_ok());
+    let from_env = env.is_some();
+    let base = env.unwrap_or_else(|| filter.to_string());
     let (layer, handle) = reload::Layer::new(EnvFilter::new(&base));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -42,7 +46,8 @@ pub fn init(filter: &str) -> Option<Arc<LogFilter>> {
         .ok()?;
     Some(Arc::new(LogFilter {
         handle,
-        base,
+        base: std::sync::Mutex::new(base),
+        from_env,
         generation: AtomicU64::new(0),
     }))
 }
@@ -63,16 +68,28 @@ impl LogFilter {
             tokio::spawn(async move {
                 tokio::time::sleep(d).await;
                 if me.generation.load(Ordering::SeqCst) == generation {
-                    let _ = me.handle.reload(EnvFilter::new(&me.base));
-                    tracing::info!(filter = %me.base, "log filter back to the start-up filter");
+                    let base = me.base();
+                    let _ = me.handle.reload(EnvFilter::new(&base));
+                    tracing::info!(filter = %base, "log filter back to the start-up filter");
                 }
             });
         }
         Ok(())
     }
 
-    /// The start-up filter.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The start-up filter (or the config's, after a reload).
+    pub fn base(&self) -> String {
+        self.base.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A reloaded config's `telemetry.log`: the new base, in force now, unless
+    /// `RUST_LOG` set the filter at start. Returns whether it was applied.
+    pub fn rebase(self: &Arc<Self>, filter: &str) -> Result<bool, String> {
+        if self.from_env {
+            return Ok(false);
+        }
+        self.set(filter, None)?;
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
+        Ok(true)
     }
 }

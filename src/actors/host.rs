@@ -109,7 +109,7 @@ impl Actor for AgentHost {
             }
         }
         args.slot.claim(args.replica, myself.get_cell());
-        let behaviour = (args.build)(&args.slot.spec)?;
+        let behaviour = (args.build)(&args.slot.spec())?;
         Ok(HostState {
             slot: args.slot,
             replica: args.replica,
@@ -188,7 +188,7 @@ async fn deliver(
     me: ractor::ActorId,
 ) -> Result<Outcome, ActorProcessingErr> {
     let slot = st.slot.clone();
-    let spec = &slot.spec;
+    let spec = slot.spec();
     if env.hops > spec.hop_budget {
         let why = format!("{} hops, budget {}", env.hops, spec.hop_budget);
         slot.dead_letter(st.replica, me, DeadReason::HopBudgetExhausted, &why);

@@ -149,7 +149,7 @@ impl Registry {
             hops: 0,
             deadline_ms: opts
                 .deadline
-                .or(slot.spec.deadline)
+                .or(slot.spec().deadline)
                 .map(crate::clock::ms_after),
             key: opts.key,
             reply_to: opts.reply_to,

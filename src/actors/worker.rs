@@ -34,7 +34,7 @@ impl AgentWorker {
         kinds: &Kinds,
         limits: &Limits,
     ) -> Result<AgentWorker, SpecError> {
-        let spec = &slot.spec;
+        let spec = slot.spec();
         let build = kinds
             .get(&spec.kind)
             .ok_or_else(|| SpecError::UnknownKind {
@@ -64,7 +64,7 @@ impl AgentWorker {
 
     /// How many replicas the agent runs.
     pub(crate) fn replicas(&self) -> usize {
-        self.slot.spec.replicas as usize
+        self.slot.spec().replicas as usize
     }
 
     /// Starts host `replica`, linked to `supervisor`; returns once it runs.

@@ -141,6 +141,14 @@ enum CtlCommand {
         #[arg(long = "for")]
         for_: Option<String>,
     },
+    /// Read the config file again and apply it without a restart (as SIGHUP does):
+    /// new children started, removed ones stopped, changed ones updated or
+    /// restarted, the rest untouched.
+    Reload {
+        /// Only print what the reload would do.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Copy the store, consistent as of one moment, into a new directory (usable
     /// as a data_dir to restore it), while the daemon runs.
     Backup {
@@ -337,6 +345,12 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
                 None,
             )
         }
+        Reload { dry_run } => (
+            "reload",
+            json!({"dry_run": dry_run}),
+            // restarts wait for shutdowns: give it the time a tree stop may take
+            Some(Duration::from_secs(600)),
+        ),
         Backup { path } => {
             let path = std::path::absolute(path)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;

@@ -46,6 +46,11 @@ pub enum ErrorCode {
     Busy,
     /// The client was silent too long.
     IdleTimeout,
+    /// `reload`: the config file is invalid (nothing was changed).
+    InvalidConfig,
+    /// `reload`: the new config cannot be applied while the daemon runs, or the
+    /// reload stopped part way (the message says what was changed).
+    ReloadRefused,
     /// A code this build does not know.
     #[serde(other)]
     Other,
@@ -73,6 +78,8 @@ impl ErrorCode {
             ErrorCode::LineTooLong => "line_too_long",
             ErrorCode::Busy => "busy",
             ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::ReloadRefused => "reload_refused",
             ErrorCode::Other => "other",
         }
     }

@@ -94,7 +94,7 @@ pub(super) async fn serve(rt: Arc<crate::Runtime>, dir: &std::path::Path) -> Ser
     let ctx = Arc::new(AdminCtx {
         runtime: rt,
         shutdown: stop.clone(),
-        limits: Default::default(),
+        config: None,
         log: None,
     });
     let limits = ServerLimits {

@@ -9,6 +9,7 @@ mod admin;
 mod durable;
 mod fanout;
 mod pingpong;
+mod reload;
 mod restart;
 pub mod resume;
 mod spawn;
@@ -34,6 +35,8 @@ pub enum Scenario {
     Admin,
     /// Pingpong without policies and with a limiter that never throttles.
     Policies,
+    /// A config reload of a 1,000-agent tree (plan, and plan + apply).
+    Reload,
     /// Internal: the socket variant of `spawn`, in its own process.
     #[value(hide = true)]
     SpawnSocket,
@@ -174,6 +177,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Resume => resume::run(n.unwrap_or(100_000)).await,
         Scenario::Admin => admin::run(n.unwrap_or(3)).await,
         Scenario::Policies => pingpong::policies(n.unwrap_or(1_000_000)).await,
+        Scenario::Reload => reload::run(n.unwrap_or(1_000)).await,
         Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }

@@ -7,6 +7,7 @@
 //! attempts that failed in a way retrying might fix (errors, timeouts, crashes);
 //! a non-retryable error (bad input) and a 429 (an upstream quota) do not count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct BreakerSnapshot {
 
 #[derive(Debug)]
 struct Inner {
+    /// `None`: no breaker configured; every call is a no-op.
+    spec: Option<BreakerSpec>,
     state: BreakerState,
     failures: u32,
     opened_at: Option<Instant>,
@@ -55,19 +58,22 @@ struct Inner {
     trips: u64,
 }
 
-/// One agent's breaker.
+/// One agent's breaker. Without a spec it is disabled: it admits everything and
+/// counts nothing. Its spec can change while it runs (a config reload).
 #[derive(Debug)]
 pub struct Breaker {
-    spec: BreakerSpec,
     inner: Mutex<Inner>,
+    /// Whether a spec is set: the message path reads only this when there is none.
+    enabled: AtomicBool,
 }
 
 impl Breaker {
-    /// A closed breaker.
-    pub fn new(spec: BreakerSpec) -> Self {
+    /// A closed breaker (disabled when `spec` is `None`).
+    pub fn new(spec: Option<BreakerSpec>) -> Self {
         Breaker {
-            spec,
+            enabled: AtomicBool::new(spec.is_some()),
             inner: Mutex::new(Inner {
+                spec,
                 state: BreakerState::Closed,
                 failures: 0,
                 opened_at: None,
@@ -81,13 +87,34 @@ impl Breaker {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a breaker is configured.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Replaces the spec. A different spec starts closed (failures forgotten, trips
+    /// kept); the same spec changes nothing.
+    pub fn set_spec(&self, spec: Option<BreakerSpec>) {
+        let mut b = self.lock();
+        if b.spec == spec {
+            return;
+        }
+        b.spec = spec;
+        self.enabled.store(spec.is_some(), Ordering::Release);
+        b.state = BreakerState::Closed;
+        b.failures = 0;
+        b.opened_at = None;
+        b.trial_in_flight = false;
+    }
+
     /// May a delivery start at `now`? `Err(wait)`: look again after `wait`.
     pub fn admit(&self, now: Instant) -> Result<(), Duration> {
         let mut b = self.lock();
+        let Some(spec) = b.spec else { return Ok(()) };
         match b.state {
             BreakerState::Closed => Ok(()),
             BreakerState::Open => {
-                let until = b.opened_at.unwrap_or(now) + self.spec.cool_down;
+                let until = b.opened_at.unwrap_or(now) + spec.cool_down;
                 if now < until {
                     return Err(until - now);
                 }
@@ -96,7 +123,7 @@ impl Breaker {
                 tracing::info!("circuit breaker half-open: one trial message");
                 Ok(())
             }
-            BreakerState::HalfOpen if b.trial_in_flight => Err(self.spec.cool_down / 4),
+            BreakerState::HalfOpen if b.trial_in_flight => Err(spec.cool_down / 4),
             BreakerState::HalfOpen => {
                 b.trial_in_flight = true;
                 Ok(())
@@ -125,10 +152,11 @@ impl Breaker {
     /// An attempt failed at `now`.
     pub fn on_failure(&self, now: Instant) {
         let mut b = self.lock();
+        let Some(spec) = b.spec else { return };
         b.failures += 1;
         let open = match b.state {
             BreakerState::HalfOpen => true,
-            BreakerState::Closed => b.failures >= self.spec.failures,
+            BreakerState::Closed => b.failures >= spec.failures,
             BreakerState::Open => false,
         };
         if open {
@@ -136,18 +164,19 @@ impl Breaker {
             b.opened_at = Some(now);
             b.trial_in_flight = false;
             b.trips += 1;
-            tracing::warn!(failures = b.failures, cool_down = ?self.spec.cool_down, "circuit breaker open");
+            tracing::warn!(failures = b.failures, cool_down = ?spec.cool_down, "circuit breaker open");
         }
     }
 
-    /// The current state and counters.
-    pub fn snapshot(&self) -> BreakerSnapshot {
+    /// The current state and counters (`None` when disabled).
+    pub fn snapshot(&self) -> Option<BreakerSnapshot> {
         let b = self.lock();
-        BreakerSnapshot {
+        b.spec?;
+        Some(BreakerSnapshot {
             state: b.state,
             consecutive_failures: b.failures,
             trips: b.trips,
-        }
+        })
     }
 }
 
@@ -157,16 +186,16 @@ mod tests {
 
     #[test]
     fn opens_half_opens_and_closes() {
-        let b = Breaker::new(BreakerSpec {
+        let b = Breaker::new(Some(BreakerSpec {
             failures: 2,
             cool_down: Duration::from_secs(10),
-        });
+        }));
         let t = Instant::now();
         assert!(b.admit(t).is_ok());
         b.on_failure(t);
-        assert_eq!(b.snapshot().state, BreakerState::Closed);
+        assert_eq!(b.snapshot().unwrap().state, BreakerState::Closed);
         b.on_failure(t);
-        assert_eq!(b.snapshot().state, BreakerState::Open);
+        assert_eq!(b.snapshot().unwrap().state, BreakerState::Open);
         assert_eq!(
             b.admit(t + Duration::from_secs(4)),
             Err(Duration::from_secs(6))
@@ -175,14 +204,14 @@ mod tests {
             b.admit(t + Duration::from_secs(10)).is_ok(),
             "trial after the cool-down"
         );
-        assert_eq!(b.snapshot().state, BreakerState::HalfOpen);
+        assert_eq!(b.snapshot().unwrap().state, BreakerState::HalfOpen);
         assert!(
             b.admit(t + Duration::from_secs(10)).is_err(),
             "one trial at a time"
         );
         b.on_failure(t + Duration::from_secs(11));
         assert_eq!(
-            b.snapshot(),
+            b.snapshot().unwrap(),
             BreakerSnapshot {
                 state: BreakerState::Open,
                 consecutive_failures: 3,
@@ -192,7 +221,7 @@ mod tests {
         assert!(b.admit(t + Duration::from_secs(21)).is_ok());
         b.on_success();
         assert_eq!(
-            b.snapshot(),
+            b.snapshot().unwrap(),
             BreakerSnapshot {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -82,6 +82,8 @@ pub struct LimiterSnapshot {
     pub tokens_debited: u64,
     /// Overrun tokens not yet paid back (the next taker pays them first).
     pub token_debt: u64,
+    /// Sharers waiting for a permit now.
+    pub waiting: u64,
 }
 
 /// Why no permit was granted.
@@ -105,24 +107,18 @@ pub enum Refused {
     },
 }
 
-/// One named limiter.
-pub struct Limiter {
-    name: String,
+/// A limiter's buckets for one quota; replaced whole when a reload changes it.
+struct Buckets {
+    spec: LimitSpec,
     requests: Bucket,
     /// `tokens_per_minute`: a bucket holding one minute of tokens, and its capacity.
     tokens: Option<(Bucket, u32)>,
-    /// Overrun tokens owed; the next taker pays them before its own.
-    debt: AtomicU64,
-    clock: LimiterClock,
-    paused_until: Mutex<Option<Instant>>,
-    /// Counters.
-    pub stats: LimiterStats,
 }
 
-impl Limiter {
-    /// A limiter for `spec`: requests per second or minute, with `burst` (default 1)
-    /// requests allowed at once above the steady rate.
-    pub fn new(name: &str, spec: &LimitSpec) -> Limiter {
+impl Buckets {
+    /// Requests per second or minute, with `burst` (default 1) requests allowed
+    /// at once above the steady rate; tokens per minute in a one-minute bucket.
+    fn new(spec: &LimitSpec) -> Buckets {
         let per_second = spec
             .requests_per_second
             .or(spec.requests_per_minute.map(|m| m / 60.0))
@@ -140,15 +136,83 @@ impl Limiter {
                 .allow_burst(NonZeroU32::new(capacity).expect("capacity >= 1"));
             (Bucket::direct_with_clock(q, LimiterClock), capacity)
         });
-        Limiter {
-            name: name.to_string(),
+        Buckets {
+            spec: spec.clone(),
             requests: Bucket::direct_with_clock(quota, LimiterClock),
             tokens,
+        }
+    }
+}
+
+/// One named limiter.
+pub struct Limiter {
+    name: String,
+    buckets: RwLock<Arc<Buckets>>,
+    /// Overrun tokens owed; the next taker pays them before its own.
+    debt: AtomicU64,
+    clock: LimiterClock,
+    paused_until: Mutex<Option<Instant>>,
+    /// Sharers sleeping for a permit now.
+    waiting: AtomicU64,
+    /// Wakes them when the quota changes.
+    changed: tokio::sync::Notify,
+    /// Counters.
+    pub stats: LimiterStats,
+}
+
+impl Limiter {
+    /// A limiter for `spec`: requests per second or minute, with `burst` (default 1)
+    /// requests allowed at once above the steady rate.
+    pub fn new(name: &str, spec: &LimitSpec) -> Limiter {
+        Limiter {
+            name: name.to_string(),
+            buckets: RwLock::new(Arc::new(Buckets::new(spec))),
             debt: AtomicU64::new(0),
             clock: LimiterClock,
             paused_until: Mutex::new(None),
+            waiting: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
             stats: LimiterStats::default(),
         }
+    }
+
+    fn buckets(&self) -> Arc<Buckets> {
+        self.buckets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The quota it enforces now.
+    pub fn spec(&self) -> LimitSpec {
+        self.buckets().spec.clone()
+    }
+
+    /// Enforces `spec` from now on (a config reload): a changed quota starts with
+    /// full buckets, as a new limiter would; a pause after a 429, the counters and
+    /// a token debt are kept; the same quota changes nothing. Waiting sharers see
+    /// the new quota at their next look.
+    pub fn set_spec(&self, spec: &LimitSpec) {
+        let mut b = self.buckets.write().unwrap_or_else(|p| p.into_inner());
+        if b.spec != *spec {
+            *b = Arc::new(Buckets::new(spec));
+            drop(b);
+            self.changed.notify_waiters();
+            tracing::info!(limiter = %self.name, "limiter quota changed");
+        }
+    }
+
+    /// Sleeps `wait`, or less if the quota changes meanwhile (a reload), counted
+    /// in `waiting` while it sleeps.
+    async fn wait_out(&self, wait: Duration) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let changed = self.changed.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(wait)
+                .instrument(tracing::trace_span!("warden.limiter.wait", limiter = %self.name)) => {}
+            _ = changed => {}
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn pause_left(&self) -> Option<Duration> {
@@ -164,7 +228,7 @@ impl Limiter {
         loop {
             let wait = match self.pause_left() {
                 Some(left) => left,
-                None => match self.requests.check() {
+                None => match self.buckets().requests.check() {
                     Ok(()) => break,
                     Err(not_until) => not_until.wait_time_from(self.clock.now()),
                 },
@@ -178,9 +242,7 @@ impl Limiter {
                 });
             }
             waited = true;
-            tokio::time::sleep(wait)
-                .instrument(tracing::trace_span!("warden.limiter.wait", limiter = %self.name))
-                .await;
+            self.wait_out(wait).await;
         }
         self.stats.permits.fetch_add(1, Ordering::Relaxed);
         if waited {
@@ -194,13 +256,14 @@ impl Limiter {
 
     /// True when the limiter has a token bucket (`tokens_per_minute`).
     pub fn weighs_tokens(&self) -> bool {
-        self.tokens.is_some()
+        self.buckets().tokens.is_some()
     }
 
     /// Waits until `n` tokens (plus any overrun debt) are available and takes them;
     /// refuses if the wait would end after `deadline`, or if `n` can never fit.
     pub async fn acquire_tokens(&self, n: u64, deadline: Option<Instant>) -> Result<(), Refused> {
-        let Some((bucket, capacity)) = &self.tokens else {
+        let buckets = self.buckets();
+        let Some((bucket, capacity)) = &buckets.tokens else {
             return Ok(());
         };
         let capacity = u64::from(*capacity);
@@ -232,9 +295,7 @@ impl Limiter {
                 });
             }
             self.stats.waits.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(wait)
-                .instrument(tracing::trace_span!("warden.limiter.wait", limiter = %self.name))
-                .await;
+            self.wait_out(wait).await;
         }
         self.stats.tokens.fetch_add(n, Ordering::Relaxed);
         Ok(())
@@ -242,7 +303,7 @@ impl Limiter {
 
     /// Charges `overrun` tokens beyond what was taken: owed by the next taker.
     pub fn debit(&self, overrun: u64) {
-        if overrun > 0 && self.tokens.is_some() {
+        if overrun > 0 && self.weighs_tokens() {
             self.debt.fetch_add(overrun, Ordering::Relaxed);
             self.stats
                 .tokens_debited
@@ -272,35 +333,110 @@ impl Limiter {
             tokens: self.stats.tokens.load(Ordering::Relaxed),
             tokens_debited: self.stats.tokens_debited.load(Ordering::Relaxed),
             token_debt: self.debt.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Every limiter of a tree, by name.
+/// Every limiter of a tree, by name. Clones share the limiters; a reload adds,
+/// changes and removes them in place ([`Limits::apply`]).
 #[derive(Default, Clone)]
 pub struct Limits {
-    map: BTreeMap<String, Arc<Limiter>>,
+    map: Arc<RwLock<BTreeMap<String, Arc<Limiter>>>>,
+}
+
+/// What [`Limits::apply`] (or a dry run of it) changes: limiter names.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct LimitChanges {
+    /// New limiters.
+    pub added: Vec<String>,
+    /// Limiters whose quota changed (their buckets start full).
+    pub changed: Vec<String>,
+    /// Limiters no longer in the config.
+    pub removed: Vec<String>,
+}
+
+impl LimitChanges {
+    /// True when nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 impl Limits {
     /// One limiter per spec.
     pub fn new(specs: &BTreeMap<String, LimitSpec>) -> Self {
         Limits {
-            map: specs
-                .iter()
-                .map(|(n, s)| (n.clone(), Arc::new(Limiter::new(n, s))))
-                .collect(),
+            map: Arc::new(RwLock::new(
+                specs
+                    .iter()
+                    .map(|(n, s)| (n.clone(), Arc::new(Limiter::new(n, s))))
+                    .collect(),
+            )),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Limiter>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The limiter named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Limiter>> {
-        self.map.get(name).cloned()
+        self.read().get(name).cloned()
+    }
+
+    /// The quotas, by limiter.
+    pub fn specs(&self) -> BTreeMap<String, LimitSpec> {
+        self.read()
+            .iter()
+            .map(|(n, l)| (n.clone(), l.spec()))
+            .collect()
+    }
+
+    /// What making the limiters `specs` would change.
+    pub fn plan(&self, specs: &BTreeMap<String, LimitSpec>) -> LimitChanges {
+        let now = self.specs();
+        LimitChanges {
+            added: specs
+                .keys()
+                .filter(|n| !now.contains_key(*n))
+                .cloned()
+                .collect(),
+            changed: specs
+                .iter()
+                .filter(|(n, s)| now.get(*n).is_some_and(|cur| cur != *s))
+                .map(|(n, _)| n.clone())
+                .collect(),
+            removed: now
+                .keys()
+                .filter(|n| !specs.contains_key(*n))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Makes the limiters `specs`: new ones added, changed quotas applied in place
+    /// (sharers keep their limiter), unchanged ones untouched (their quota state
+    /// kept), missing ones removed (an agent still holding one keeps it until it
+    /// restarts).
+    pub fn apply(&self, specs: &BTreeMap<String, LimitSpec>) -> LimitChanges {
+        let changes = self.plan(specs);
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        for (n, s) in specs {
+            match map.get(n) {
+                Some(l) => l.set_spec(s),
+                None => {
+                    map.insert(n.clone(), Arc::new(Limiter::new(n, s)));
+                }
+            }
+        }
+        map.retain(|n, _| specs.contains_key(n));
+        changes
     }
 
     /// Snapshots of every limiter.
     pub fn snapshot(&self) -> BTreeMap<String, LimiterSnapshot> {
-        self.map
+        self.read()
             .iter()
             .map(|(n, l)| (n.clone(), l.snapshot()))
             .collect()

@@ -93,6 +93,7 @@ struct Paused {
 
 #[derive(Debug, Default)]
 struct Inner {
+    spec: SystemicSpec,
     last: Option<u64>,
     streak: u32,
     paused: Option<Paused>,
@@ -102,7 +103,6 @@ struct Inner {
 /// One agent's streak and pause.
 #[derive(Debug)]
 pub struct Systemic {
-    spec: SystemicSpec,
     inner: Mutex<Inner>,
     /// True while a streak or a pause exists: the message path (every delivery and
     /// every ack) reads only this when all is well, never the lock.
@@ -113,14 +113,30 @@ impl Systemic {
     /// Not paused, no streak.
     pub fn new(spec: SystemicSpec) -> Self {
         Systemic {
-            spec,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                spec,
+                ..Inner::default()
+            }),
             engaged: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the spec (a config reload). A different spec forgets the streak
+    /// and ends a pause; the same spec changes nothing.
+    pub fn set_spec(&self, spec: SystemicSpec) {
+        let mut g = self.lock();
+        if g.spec == spec {
+            return;
+        }
+        g.spec = spec;
+        g.streak = 0;
+        g.last = None;
+        g.paused = None;
+        self.engaged.store(false, Ordering::Release);
     }
 
     /// May a delivery start at `now`, with `queued` messages waiting?
@@ -165,15 +181,16 @@ impl Systemic {
 
     /// An attempt of message `seq` failed with `error` at `now`.
     pub fn on_failure(&self, seq: u64, error: &str, now: Instant) -> Verdict {
-        if self.spec.after == 0 {
+        let mut g = self.lock();
+        let spec = g.spec;
+        if spec.after == 0 {
             return Verdict::Charge;
         }
-        let mut g = self.lock();
         self.engaged.store(true, Ordering::Release);
         if let Some(p) = &mut g.paused {
             p.trial = None;
             p.trials += 1;
-            p.cool = (p.cool * 2).min(self.spec.max_cool_down);
+            p.cool = (p.cool * 2).min(spec.max_cool_down);
             p.until = now + p.cool;
             return Verdict::Refund(None);
         }
@@ -181,7 +198,7 @@ impl Systemic {
             g.streak += 1;
             g.last = Some(seq);
         }
-        if g.streak < self.spec.after {
+        if g.streak < spec.after {
             return Verdict::Charge;
         }
         let reason = format!(
@@ -191,8 +208,8 @@ impl Systemic {
         );
         g.paused = Some(Paused {
             reason: reason.clone(),
-            until: now + self.spec.cool_down,
-            cool: self.spec.cool_down,
+            until: now + spec.cool_down,
+            cool: spec.cool_down,
             trials: 0,
             trial: None,
         });

@@ -18,7 +18,7 @@ use crate::envelope::MessageId;
 use crate::policies::rate_limit::Limits;
 use crate::spec_error::SpecError;
 use crate::store::Store;
-use crate::supervision::supervisor::SupMsg;
+use crate::supervision::supervisor::{Removal, SupMsg};
 use crate::supervision::tree::Durable;
 use crate::supervision::{
     ChildInfo, ChildSpec, ControlError, ControlOp, SupervisorSpec, TreeContext, TreeEvent,
@@ -74,12 +74,18 @@ pub struct ChildCount {
 }
 
 mod guardian;
+mod reload;
+
+pub use reload::{ReloadError, ReloadPlan, ReloadReport};
 
 use guardian::{Guardian, GuardianArgs};
 
 /// A running tree.
 pub struct Runtime {
     tree: Arc<TreeContext>,
+    /// The declared tree as the config last gave it (reloads diff against it, and
+    /// hold the lock while they run).
+    declared: tokio::sync::Mutex<SupervisorSpec>,
     root_name: String,
     guardian: ActorRef<()>,
     root: ActorRef<SupMsg>,
@@ -120,6 +126,7 @@ impl Runtime {
             }
         }
         let root_name = spec.name.clone();
+        let declared = tokio::sync::Mutex::new(spec.clone());
         let (tx, rx) = watch::channel(None);
         let args = GuardianArgs {
             spec,
@@ -137,6 +144,7 @@ impl Runtime {
             .ok_or_else(|| StartError::Failed("root did not register".into()))?;
         Ok(Runtime {
             tree,
+            declared,
             root_name,
             guardian,
             root: root.into(),
@@ -299,7 +307,7 @@ impl Runtime {
         let parent = self.parent(name)?;
         let sup = self.supervisor_ref(&parent)?;
         let name = name.to_string();
-        ractor::call!(sup, |reply| SupMsg::Delete(name, reply))
+        ractor::call!(sup, |reply| SupMsg::Delete(name, Removal::Dynamic, reply))
             .map_err(|_| ControlError::Unavailable(parent))?
     }
 

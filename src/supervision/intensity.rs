@@ -18,6 +18,11 @@ pub struct IntensityWindow {
 }
 
 impl IntensityWindow {
+    /// The intensity it enforces.
+    pub fn limit(&self) -> Intensity {
+        self.limit
+    }
+
     /// An empty window for `limit`.
     pub fn new(limit: Intensity) -> Self {
         IntensityWindow {

@@ -5,6 +5,7 @@
 //! on top (strategies, restart types, intensity and escalation, ordered start and
 //! stop, stable names across restarts, restart backoff) is implemented here.
 
+pub mod diff;
 pub mod intensity;
 pub mod node;
 pub mod restart;

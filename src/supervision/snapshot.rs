@@ -75,8 +75,8 @@ impl TreeContext {
                     replicas: Some(replicas),
                     breaker: slot
                         .as_ref()
-                        .and_then(|s| s.breaker.as_ref())
-                        .map(|b| b.snapshot().state),
+                        .and_then(|s| s.breaker.snapshot())
+                        .map(|b| b.state),
                     children: None,
                 }
             }

@@ -131,7 +131,7 @@ pub struct RestartBackoff {
 }
 
 /// What a child is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 // Specs are cold data, cloned at start and restart only: size is not worth a Box.
 #[allow(clippy::large_enum_variant)]
 pub enum ChildKind {
@@ -142,7 +142,7 @@ pub enum ChildKind {
 }
 
 /// One child of a supervisor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChildSpec {
     /// Restart type.
     pub restart: Restart,
@@ -231,7 +231,7 @@ impl ChildSpec {
 }
 
 /// A supervisor: a strategy, an intensity and ordered children.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorSpec {
     /// Unique name in the tree.
     pub name: String,

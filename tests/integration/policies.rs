@@ -161,7 +161,7 @@ async fn breaker_opens_half_opens_and_closes() {
         .await
         .unwrap();
     let slot = rt.agent("flaky").unwrap();
-    let b = || slot.breaker.as_ref().unwrap().snapshot();
+    let b = || slot.breaker.snapshot().unwrap();
     let failed = || {
         slot.stats
             .failed_attempts

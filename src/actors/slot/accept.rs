@@ -159,11 +159,11 @@ impl AgentSlot {
             }
         }
         let busy = inner.in_flight.iter().filter(|m| m.is_some()).count();
-        if inner.queue.len() + busy + inner.reserved >= self.spec.mailbox_capacity {
+        if inner.queue.len() + busy + inner.reserved >= self.spec().mailbox_capacity {
             return Err(Undelivered {
                 error: SendError::MailboxFull {
                     agent: self.name.to_string(),
-                    capacity: self.spec.mailbox_capacity,
+                    capacity: self.spec().mailbox_capacity,
                 },
                 payload: Some(parts.payload),
             });

@@ -74,7 +74,7 @@ impl AgentSlot {
 
     /// Purges the oldest dead letters past `dlq_max` into `batch`.
     pub(super) fn trim_dead(&self, inner: &mut Inner, batch: &mut Batch) {
-        let max = self.spec.dlq_max.max(1);
+        let max = self.spec().dlq_max.max(1);
         if inner.dead.len() <= max {
             return;
         }

@@ -62,7 +62,7 @@ impl AgentSlot {
             }
             None => false,
         };
-        if let Some(b) = &self.breaker {
+        if let Some(b) = self.breaker() {
             if let Err(wait) = b.admit(now) {
                 if alone {
                     self.leave_gate(head.env.id.seq, false);
@@ -71,7 +71,7 @@ impl AgentSlot {
             }
             // Half-open trials alternate between the head and the message behind it:
             // a poison message at the head cannot keep the breaker open for good.
-            let snap = b.snapshot();
+            let snap = b.snapshot().expect("enabled");
             if pick.is_none()
                 && snap.state == BreakerState::HalfOpen
                 && snap.trips % 2 == 0
@@ -220,7 +220,7 @@ impl AgentSlot {
         }
         let waker = take_waker(&mut inner, replica);
         drop(inner);
-        if let Some(b) = &self.breaker {
+        if let Some(b) = self.breaker() {
             b.on_success();
         }
         if self.systemic.on_success() {
@@ -241,7 +241,7 @@ impl AgentSlot {
         }
         let waker = take_waker(&mut inner, replica);
         drop(inner);
-        if let Some(b) = &self.breaker {
+        if let Some(b) = self.breaker() {
             b.release();
         }
         wake(waker);
@@ -264,18 +264,19 @@ impl AgentSlot {
         let now = Instant::now();
         let breaker_trial = self
             .breaker
-            .as_ref()
-            .is_some_and(|b| b.snapshot().state == BreakerState::HalfOpen);
+            .snapshot()
+            .is_some_and(|b| b.state == BreakerState::HalfOpen);
         let verdict = self.systemic.on_failure(env.id.seq, error, now);
         // A breaker's half-open trial that fails is counted, but never dead-letters
         // the message: the breaker opens again and the message waits, so an open
         // breaker cannot lose one message per few cool-downs.
-        let trial_exhausted = breaker_trial && retry && env.attempt >= self.spec.max_attempts;
+        let spec = self.spec();
+        let trial_exhausted = breaker_trial && retry && env.attempt >= spec.max_attempts;
         if trial_exhausted || verdict != Verdict::Charge {
             // Not the message's fault (the agent is failing for every message): the
             // attempt is refunded and the message waits at the head, never
             // dead-lettered for it.
-            if let Some(b) = &self.breaker {
+            if let Some(b) = self.breaker() {
                 b.on_failure(now);
             }
             if let Verdict::Refund(Some(reason)) = &verdict {
@@ -289,14 +290,14 @@ impl AgentSlot {
             inner.insert_sorted(env, None);
             return true;
         }
-        if let Some(b) = &self.breaker {
+        if let Some(b) = self.breaker() {
             if retry {
                 b.on_failure(Instant::now());
             } else {
                 b.release();
             }
         }
-        if !retry || env.attempt >= self.spec.max_attempts {
+        if !retry || env.attempt >= spec.max_attempts {
             let reason = if retry {
                 DeadReason::MaxAttempts
             } else {
@@ -309,7 +310,7 @@ impl AgentSlot {
             let mut b = Batch::default();
             self.write_marker(env.id.seq, env.attempt, false, &mut b);
             self.submit(b);
-            let delay = self.spec.backoff.delay(env.attempt);
+            let delay = spec.backoff.delay(env.attempt);
             inner.insert_sorted(
                 Arc::new(env.next_attempt()),
                 Some(crate::clock::after(delay)),
@@ -347,7 +348,7 @@ impl AgentSlot {
             }
             inner.insert_sorted(f.env, delay.map(crate::clock::after));
         }
-        if let Some(b) = &self.breaker {
+        if let Some(b) = self.breaker() {
             b.release();
         }
     }
@@ -397,7 +398,7 @@ impl AgentSlot {
         let in_flight = if counted {
             self.fail(replica, who, reason, true)
         } else {
-            if let Some(b) = &self.breaker {
+            if let Some(b) = self.breaker() {
                 b.release();
             }
             let mut inner = self.lock();

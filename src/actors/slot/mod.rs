@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 // tokio's clock (the same as std's unless a test pauses time): retry delays then
@@ -134,12 +134,13 @@ pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub struct AgentSlot {
     /// The agent's name.
     pub name: Arc<str>,
-    /// Its spec.
-    pub spec: AgentSpec,
+    /// Its spec; policies can change while it runs (a config reload), see
+    /// [`AgentSlot::set_spec`].
+    spec: RwLock<Arc<AgentSpec>>,
     /// Its counters.
     pub stats: AgentStats,
-    /// Its circuit breaker, if configured (outlives restarts).
-    pub breaker: Option<Breaker>,
+    /// Its circuit breaker, disabled unless configured (outlives restarts).
+    pub breaker: Breaker,
     /// Its systemic-failure pause (outlives restarts).
     pub systemic: Systemic,
     store: Option<Arc<Store>>,
@@ -179,7 +180,7 @@ impl AgentSlot {
         let slot = AgentSlot {
             name: Arc::from(spec.name.as_str()),
             stats: AgentStats::default(),
-            breaker: spec.breaker.map(Breaker::new),
+            breaker: Breaker::new(spec.breaker),
             systemic: Systemic::new(spec.systemic),
             store,
             retention,
@@ -196,7 +197,7 @@ impl AgentSlot {
                 keys: r.keys,
                 closed: false,
             }),
-            spec,
+            spec: RwLock::new(Arc::new(spec)),
         };
         let mut batch = Batch::default();
         {
@@ -204,7 +205,7 @@ impl AgentSlot {
             // recovered letters past a lowered dlq_max go first
             slot.trim_dead(&mut inner, &mut batch);
             for env in r.queue {
-                if env.attempt > slot.spec.max_attempts {
+                if env.attempt > slot.spec().max_attempts {
                     let attempts = env.attempt - 1;
                     let d = DeadLetter {
                         envelope: env,
@@ -230,6 +231,57 @@ impl AgentSlot {
         }
         slot.submit(batch);
         slot
+    }
+
+    /// The agent's spec as it is now.
+    pub fn spec(&self) -> Arc<AgentSpec> {
+        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the agent's spec while it runs (a config reload). Policies read per
+    /// message (timeout, attempts, backoff, hops, deadline, capacity, dead-letter
+    /// cap, faults) apply from the next message; a changed breaker or systemic
+    /// spec starts afresh. A changed replica count resizes the replicas' places,
+    /// so it must only be set while no replica runs (the caller stops them first).
+    pub(crate) fn set_spec(&self, spec: AgentSpec) {
+        self.breaker.set_spec(spec.breaker);
+        self.systemic.set_spec(spec.systemic);
+        let n = spec.replicas as usize;
+        {
+            let mut inner = self.lock();
+            if inner.in_flight.len() != n {
+                debug_assert!(inner.in_flight.iter().all(Option::is_none));
+                // a message still held by a dropped place goes back to the queue
+                let held: Vec<InFlight> = inner
+                    .in_flight
+                    .iter_mut()
+                    .skip(n)
+                    .filter_map(Option::take)
+                    .collect();
+                for f in held {
+                    inner.insert_sorted(f.env, None);
+                }
+                inner.in_flight.resize_with(n, || None);
+                inner.owners.resize(n, None);
+                inner.idle.retain(|(r, _)| *r < n);
+            }
+        }
+        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+    }
+
+    /// The breaker, when one is configured.
+    fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.enabled().then_some(&self.breaker)
+    }
+
+    /// Dead-lettered letters beyond a lowered `dlq_max` are purged now.
+    pub(crate) fn trim_to_cap(&self) {
+        let mut batch = Batch::default();
+        {
+            let mut inner = self.lock();
+            self.trim_dead(&mut inner, &mut batch);
+        }
+        self.submit(batch);
     }
 
     fn event(&self, event: &'static str, reason: Option<String>) {

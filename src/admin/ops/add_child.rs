@@ -21,7 +21,8 @@ pub(crate) struct Req {
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let kinds = &ctx.runtime.tree_context().kinds;
-    let spec = crate::config::dynamic::child_from_json(&r.name, &r.spec, kinds, &ctx.limits)
+    let limits = ctx.runtime.tree_context().limits().specs();
+    let spec = crate::config::dynamic::child_from_json(&r.name, &r.spec, kinds, &limits)
         .map_err(|e| AdminError::bad_request(format!("{}: {}", e.key, e.reason)))?;
     ctx.runtime
         .add_child_kept(&r.supervisor, spec, Some(r.spec))

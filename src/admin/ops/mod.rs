@@ -21,10 +21,19 @@ pub struct AdminCtx {
     pub runtime: Arc<Runtime>,
     /// Set to true to make the daemon shut down gracefully.
     pub shutdown: tokio::sync::watch::Sender<bool>,
-    /// The config's limiters, by name (`add_child` checks an agent's `limits`).
-    pub limits: std::collections::BTreeMap<String, crate::config::LimitSpec>,
+    /// The config file the daemon runs and what it held at start or last reload
+    /// (`reload` reads the file again); `None` for a tree not started from a file.
+    pub config: Option<ConfigSource>,
     /// The live log filter (`None` when the process did not install it).
     pub log: Option<Arc<crate::telemetry::LogFilter>>,
+}
+
+/// The daemon's config file and its contents as last applied.
+pub struct ConfigSource {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What it held when last (re)loaded.
+    pub current: std::sync::Mutex<crate::config::Config>,
 }
 
 /// How a request is answered.
@@ -105,12 +114,18 @@ ops! {
     DlqReplay = dlq_replay: "dlq_replay",
     DlqPurge = dlq_purge: "dlq_purge",
     Log = log: "log",
+    Reload = reload: "reload",
     Backup = backup: "backup",
     Watch = watch: "watch",
     Shutdown = shutdown: "shutdown",
 }
 
 mod dlq;
+
+/// Reloads the daemon's config file (the `reload` op; SIGHUP).
+pub(crate) async fn reload(ctx: &AdminCtx, dry_run: bool) -> Result<Value, AdminError> {
+    reload::run(ctx, dry_run).await
+}
 
 fn fields_of<T: serde::de::DeserializeOwned>(
     op: &str,

@@ -30,7 +30,7 @@ pub(super) async fn apply(_: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
                 "in_flight": s.in_flight(),
                 "dead_letters": s.dead_count(),
                 "durable": s.is_durable(),
-                "breaker": s.breaker.as_ref().map(|b| b.snapshot()),
+                "breaker": s.breaker.snapshot(),
                 "paused": s.systemic.snapshot(crate::clock::now()),
                 "pauses": s.systemic.pauses(),
             }),

@@ -29,6 +29,18 @@ use crate::supervision::validate::{check_name, depth, MAX_DEPTH};
 
 type Reply = RpcReplyPort<Result<(), ControlError>>;
 
+/// How a child is taken out of its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// `delete`: only a dynamic child; refused while it holds messages.
+    Dynamic,
+    /// A reload removes a declared child; refused while it holds messages.
+    Declared,
+    /// A reload moves the child elsewhere: it is stopped and unlinked, its nodes
+    /// and mailbox kept.
+    Detach,
+}
+
 impl SupState {
     pub(super) async fn add_child(
         &mut self,
@@ -169,17 +181,39 @@ impl SupState {
             })
     }
 
-    pub(super) async fn delete(&mut self, name: &str, reply: Reply, myself: &ActorRef<SupMsg>) {
-        let _ = reply.send(self.try_delete(name, myself).await);
+    pub(super) async fn delete(
+        &mut self,
+        name: &str,
+        mode: Removal,
+        reply: Reply,
+        myself: &ActorRef<SupMsg>,
+    ) {
+        let r = match mode {
+            Removal::Detach => self.detach(name).await,
+            _ => self.try_delete(name, mode, myself).await,
+        };
+        let _ = reply.send(r);
+    }
+
+    /// Stops child `name` and takes it out of this supervisor, keeping its nodes,
+    /// slots and workers: a reload moves it under another supervisor.
+    async fn detach(&mut self, name: &str) -> Result<(), ControlError> {
+        let i = self.find(name)?;
+        self.stop_child(i, Status::Stopped).await;
+        self.cancel_from(i);
+        self.children.shift_remove(name);
+        self.tree.unlink_child(&self.name, name);
+        Ok(())
     }
 
     async fn try_delete(
         &mut self,
         name: &str,
+        mode: Removal,
         myself: &ActorRef<SupMsg>,
     ) -> Result<(), ControlError> {
         let i = self.find(name)?;
-        if !self.children[i].spec.dynamic {
+        if mode == Removal::Dynamic && !self.children[i].spec.dynamic {
             return Err(ControlError::Invalid(format!(
                 "'{name}' is declared in the config; only children made at run time (spawn, add_child) can be deleted: stop it, or remove it from the config"
             )));
@@ -221,11 +255,15 @@ impl SupState {
             closed.push(a);
         }
         self.children.shift_remove(name);
+        let records = self.tree.dynamic_under(name);
         let removed = self.tree.remove_child(&self.name, name);
         self.tree.event("deleted", name, None);
         if let Some(d) = &self.tree.durable {
             let mut batch = Batch::default();
             children::remove(&mut batch, &self.name, name);
+            for (sup, child) in &records {
+                children::remove(&mut batch, sup, child);
+            }
             for agent in &removed {
                 d.store.forget_agent(agent, &mut batch);
             }

@@ -46,9 +46,11 @@ use crate::actors::AgentWorker;
 mod control;
 mod dynamic;
 mod exit;
+mod reconcile;
 mod sweep;
 
 pub use control::{ChildInfo, ControlError, ControlOp};
+pub(crate) use dynamic::Removal;
 
 /// Messages to a supervisor.
 pub(crate) enum SupMsg {
@@ -67,8 +69,16 @@ pub(crate) enum SupMsg {
         Option<Value>,
         RpcReplyPort<Result<(), ControlError>>,
     ),
-    /// Stop and remove a dynamic child (OTP `terminate_child` + `delete_child`).
-    Delete(String, RpcReplyPort<Result<(), ControlError>>),
+    /// Stop and remove a child (OTP `terminate_child` + `delete_child`).
+    Delete(String, Removal, RpcReplyPort<Result<(), ControlError>>),
+    /// A reload: take this spec (own keys and declared children, in order),
+    /// restarting the named agents with their new specs; answers the children that
+    /// failed to start.
+    Reconcile(
+        Box<SupervisorSpec>,
+        Vec<String>,
+        RpcReplyPort<Vec<(String, String)>>,
+    ),
     /// List the children.
     Which(RpcReplyPort<Vec<ChildInfo>>),
     /// Run (again) the restart sweep with this id: a delayed or retried restart.
@@ -185,7 +195,11 @@ impl Actor for Supervisor {
                 st.add_child(*spec, record, reply, &myself).await
             }
             SupMsg::Spawn(name, state, reply) => st.spawn(name, state, reply, &myself).await,
-            SupMsg::Delete(name, reply) => st.delete(&name, reply, &myself).await,
+            SupMsg::Delete(name, mode, reply) => st.delete(&name, mode, reply, &myself).await,
+            SupMsg::Reconcile(spec, restart, reply) => {
+                let failed = st.reconcile(*spec, &restart, &myself).await;
+                let _ = reply.send(failed);
+            }
             SupMsg::Which(reply) => {
                 let _ = reply.send(st.which());
             }
