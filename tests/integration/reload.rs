@@ -179,9 +179,11 @@ fn find<'a>(tree: &'a Value, name: &str) -> &'a Value {
     &Value::Null
 }
 
-/// Sends `{"n": i}` to `keep` with key `k-i` until stopped; returns the count.
+/// Sends `{field: i}` to `to` with key `field-i` until stopped, counting in `sent`.
 fn traffic(
     sb: &Sandbox,
+    to: &'static str,
+    field: &'static str,
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
@@ -191,7 +193,7 @@ fn traffic(
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let r = c.req(
-                json!({"op": "send", "to": "keep", "payload": {"n": i}, "key": format!("k-{i}")}),
+                json!({"op": "send", "to": to, "payload": {field: i}, "key": format!("{field}-{i}")}),
             );
             assert_eq!(r["ok"], true, "{r}");
             i += 1;
@@ -213,8 +215,14 @@ fn a_reload_applies_its_plan_and_leaves_the_untouched_alone_under_traffic() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
     );
-    let load = traffic(&sb, stop.clone(), sent.clone());
-    wait_until_blocking("traffic flows", T, || sent.load(Ordering::Relaxed) > 50);
+    let load = traffic(&sb, "keep", "n", stop.clone(), sent.clone());
+    // and to the agent whose kind changes: each message handled once, by the old
+    // kind (into out.jsonl) or the new (kc.jsonl)
+    let kc_sent = Arc::new(AtomicU64::new(0));
+    let kc_load = traffic(&sb, "kindchange", "kc", stop.clone(), kc_sent.clone());
+    wait_until_blocking("traffic flows", T, || {
+        sent.load(Ordering::Relaxed) > 50 && kc_sent.load(Ordering::Relaxed) > 50
+    });
     let before = incarnations(&mut c);
 
     // an invalid file changes nothing and says why
@@ -352,9 +360,8 @@ fn a_reload_applies_its_plan_and_leaves_the_untouched_alone_under_traffic() {
     });
     let l = c.req(json!({"op": "dlq_list", "agent": "policy"}));
     assert_eq!(l["result"][0]["attempts"], 4, "{l}");
-    c.req(json!({"op": "send", "to": "kindchange", "payload": {"kc": 1}}));
     wait_until_blocking("the sink kind writes", T, || {
-        json_lines(&sb.path("kc.jsonl")).len() == 1
+        !json_lines(&sb.path("kc.jsonl")).is_empty()
     });
     c.req(json!({"op": "send", "to": "mover", "payload": {"moved": 1}}));
     let stats = c.req(json!({"op": "stats"}))["result"].clone();
@@ -363,7 +370,26 @@ fn a_reload_applies_its_plan_and_leaves_the_untouched_alone_under_traffic() {
     // no message of the traffic lost or repeated
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
+    kc_load.join().unwrap();
     let n = sent.load(Ordering::Relaxed);
+    let kc_n = kc_sent.load(Ordering::Relaxed);
+    let kc_seen = || -> Vec<u64> {
+        let mut v: Vec<u64> = json_lines(&sb.path("out.jsonl"))
+            .iter()
+            .chain(json_lines(&sb.path("kc.jsonl")).iter())
+            .filter_map(|l| l["payload"]["kc"].as_u64())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    wait_until_blocking("every kindchange message handled", T, || {
+        kc_seen().len() as u64 >= kc_n
+    });
+    assert_eq!(
+        kc_seen(),
+        (0..kc_n).collect::<Vec<_>>(),
+        "each of {kc_n} messages once, across the restart with the new kind"
+    );
     wait_until_blocking("every message handled", T, || {
         json_lines(&sb.path("out.jsonl"))
             .iter()
