@@ -171,7 +171,11 @@ async fn serve(
     stop: watch::Receiver<bool>,
     stop_tx: &watch::Sender<bool>,
 ) -> i32 {
-    let expiry = tokio::spawn(expire_keys(runtime.clone(), stop.clone()));
+    let every = (config.daemon.idempotency_retention / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    let expiry = tokio::spawn(expire_keys(runtime.clone(), every, stop.clone()));
     let code = tokio::select! {
         code = wait_for_end(runtime, config, term, stop, stop_tx) => code,
         e = store.failed() => {
@@ -217,9 +221,15 @@ async fn reload_on_hup(
     }
 }
 
-/// Forgets expired idempotency keys once a minute until `stop` turns true.
-async fn expire_keys(runtime: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+/// Forgets expired idempotency keys every `every` (a quarter of the retention,
+/// from 1 s to a minute, so a key outlives its retention by at most that) until
+/// `stop` turns true.
+async fn expire_keys(
+    runtime: Arc<Runtime>,
+    every: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tokio::select! {

@@ -11,6 +11,7 @@ mod damaged_store;
 mod disk_full;
 mod kill_agents;
 mod kill_via_socket;
+mod soak;
 mod systemic;
 
 /// The seed for this run: `WARDEN_CHAOS_SEED` or a fresh one, printed either way.
