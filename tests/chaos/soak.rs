@@ -254,8 +254,8 @@ fn memory_and_disk_stay_flat_under_steady_load_with_kills() {
     );
     let disk_first = samples
         .iter()
-        .filter(|s| s.life == 0)
-        .last()
+        .rev()
+        .find(|s| s.life == 0)
         .expect("samples")
         .disk;
     let disk_end = samples.last().expect("samples").disk;
