@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Give the store's unused disk space back (after a large backlog drained):
+    /// rewrite it compactly. The daemon must be stopped.
+    Compact {
+        /// The config file (its `data_dir` holds the store).
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// Compact a store that has lost committed data, as `run --accept-loss`.
+        #[arg(long)]
+        accept_loss: bool,
+    },
     /// Talk to a running daemon over its admin socket.
     Ctl(crate::admin::ctl::CtlArgs),
     /// Prove the durable promise: faults on a real daemon, then a history check.
@@ -92,6 +102,10 @@ pub fn main() -> i32 {
             let opts = crate::daemon::RunOptions { accept_loss };
             runtime().block_on(crate::daemon::run(&config, Kinds::builtin(), opts))
         }
+        Command::Compact {
+            config,
+            accept_loss,
+        } => compact(&config, accept_loss),
         Command::Ctl(args) => crate::admin::ctl::run(args),
         Command::Chaos(args) => crate::chaos::run(args),
         Command::Bench {
@@ -131,6 +145,43 @@ pub fn main() -> i32 {
                     EXIT_FAILED
                 }
             }
+        }
+    }
+}
+
+/// `warden compact`: lock the data directory (refused while a daemon runs on it)
+/// and compact its store.
+fn compact(config: &std::path::Path, accept_loss: bool) -> i32 {
+    let c = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warden: invalid config: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let _lock = match crate::admin::server::lock_data_dir(&c.daemon.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warden: {e}; stop the daemon before compacting its store");
+            return EXIT_FAILED;
+        }
+    };
+    let dir = c.daemon.data_dir.join("store");
+    match crate::store::compact(&dir, accept_loss) {
+        Ok(r) => {
+            let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
+            println!(
+                "compacted {}: {:.1} MiB -> {:.1} MiB ({} records)",
+                dir.display(),
+                mib(r.before),
+                mib(r.after),
+                r.records
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("warden: cannot compact {}: {e}", dir.display());
+            EXIT_FAILED
         }
     }
 }

@@ -16,6 +16,7 @@
 
 mod batch;
 pub mod children;
+mod compact;
 mod error;
 // The record layout (keys and encodings) is public on purpose: it is the on-disk
 // format, which tools and the crash tests read and damage directly.
@@ -42,6 +43,7 @@ use serde_json::Value;
 
 pub use batch::{Batch, IdemMap};
 pub(crate) use committer::Commit;
+pub use compact::{compact, Compacted};
 pub use error::StoreError;
 pub use recovery::{Recovered, RecoveredAgent};
 
@@ -132,6 +134,7 @@ impl Store {
     /// Opens (or creates) the store in `dir`, refuses a newer format, quarantines
     /// corrupt records, and returns what it holds.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Arc<Store>, Recovered), StoreError> {
+        compact::finish(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir.display().to_string(), e))?;
         let db = open::open_sled(dir)?;
         let tree = db.open_tree("warden")?;
