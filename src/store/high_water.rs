@@ -49,6 +49,12 @@ pub fn read(path: &Path) -> Result<Option<u64>, String> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read it: {e}")),
     };
+    // created but never written (a crash right after the open that creates it, or
+    // a power loss before its first write reached the disk): as good as missing,
+    // which is refused too unless the store has no commits
+    if bytes.is_empty() {
+        return Ok(None);
+    }
     if bytes.len() != LEN || &bytes[..4] != MAGIC || bytes[4] != VERSION {
         return Err(format!(
             "it is not a version-{VERSION} high-water file ({} bytes)",
@@ -70,14 +76,20 @@ pub struct HighWater {
 }
 
 impl HighWater {
-    /// Opens (creates) the file at `path`.
-    pub fn open(path: &Path) -> std::io::Result<HighWater> {
+    /// Opens (creates) the file at `path`, recording `current` (the store's own
+    /// mark) at once if the file is new, so that it is never left empty.
+    pub fn open(path: &Path, current: u64) -> std::io::Result<HighWater> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)?;
-        Ok(HighWater { file })
+        let h = HighWater { file };
+        if h.file.metadata()?.len() == 0 {
+            h.record(current)?;
+            h.file.sync_all()?;
+        }
+        Ok(h)
     }
 
     /// Records that group commit `n` is durable (one 17-byte write in place).
@@ -129,7 +141,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("store.hwm");
         assert_eq!(read(&p), Ok(None));
-        let h = HighWater::open(&p).unwrap();
+        let h = HighWater::open(&p, 0).unwrap();
+        assert_eq!(read(&p), Ok(Some(0)), "written at once when new");
         h.record(41).unwrap();
         h.record(42).unwrap();
         assert_eq!(read(&p), Ok(Some(42)));
@@ -139,6 +152,8 @@ mod tests {
         assert!(read(&p).unwrap_err().contains("checksum"));
         std::fs::write(&p, b"short").unwrap();
         assert!(read(&p).is_err());
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(read(&p), Ok(None), "an empty file counts as missing");
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Store {
         let stats = Arc::new(StoreStats::default());
         let recovered = recovery::recover(&tree, &stats)?;
         db.flush()?;
-        let high_water = high_water::HighWater::open(&hw_path)
+        let high_water = high_water::HighWater::open(&hw_path, in_store)
             .map_err(|e| StoreError::io(hw_path.display().to_string(), e))?;
         let log = match opts.durability {
             Durability::Power => Some(

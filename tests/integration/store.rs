@@ -320,3 +320,17 @@ async fn attempts_used_up_by_crashes_dead_letter_at_recovery() {
     );
     assert_eq!(store.count_prefix(keys::MSG), 0);
 }
+
+/// A daemon SIGKILLed before its first group commit leaves a high-water file it
+/// never wrote: the next start must not take that for damage (it refused to start,
+/// calling the file damaged, until the file was written at open).
+#[test]
+fn a_daemon_killed_before_its_first_commit_starts_again() {
+    let sb = crate::common::Sandbox::new(crate::common::SINK_TREE);
+    let mut d = sb.start_ready();
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(Duration::from_secs(10));
+    let _d = sb.start_ready();
+    let r = sb.conn().req(json!({"op": "ping"}));
+    assert_eq!(r["ok"], true, "{r}");
+}
