@@ -65,6 +65,17 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
             return EXIT_FAILED;
         }
     };
+    match crate::actors::kinds::exec::reap_leftover_ports(&config.daemon.data_dir.join("ports")) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            killed = n,
+            "killed ports left over from a daemon that did not stop cleanly"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read or create the ports directory in the data directory");
+            return EXIT_FAILED;
+        }
+    }
     let store_dir = config.daemon.data_dir.join("store");
     let opts = StoreOptions {
         durability: config.daemon.durability,

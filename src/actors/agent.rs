@@ -24,6 +24,49 @@ pub trait Agent: Send + 'static {
     /// a sibling's restart), after its last message; not after a crash or a kill
     /// (OTP's `terminate/2`). Bounded by the agent's `shutdown` timeout.
     async fn on_stop(&mut self) {}
+
+    /// Called once when this incarnation starts, before its first message (OTP's
+    /// `init/1`): an `Err` is a start failure, handled by the supervisor as any.
+    /// `host` lets a behaviour that watches something outside (a child process)
+    /// end its incarnation later.
+    async fn on_start(&mut self, host: HostHandle) -> Result<(), String> {
+        let _ = host;
+        Ok(())
+    }
+
+    /// Time the behaviour may take past the agent's `timeout` to end an attempt by
+    /// itself (a port is sent `cancel` at the timeout and given a grace); the host
+    /// cuts the attempt off only after `timeout` plus this.
+    fn timeout_grace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// What a behaviour knows of the incarnation running it, and how it ends it.
+#[derive(Clone)]
+pub struct HostHandle {
+    pub(crate) cell: ractor::ActorCell,
+    pub(crate) agent: Arc<str>,
+    pub(crate) replica: usize,
+}
+
+impl HostHandle {
+    /// The agent's name.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Which replica this incarnation runs (0-based).
+    pub fn replica(&self) -> usize {
+        self.replica
+    }
+
+    /// Ends this incarnation after its current message with `reason`: `normal`
+    /// (or `shutdown`) is a normal exit, anything else abnormal; its supervisor
+    /// decides on a restart by its restart type.
+    pub fn exit(&self, reason: &str) {
+        self.cell.stop(Some(reason.to_string()));
+    }
 }
 
 /// What went wrong in a handler, and so what the runtime does with the message.
@@ -54,6 +97,9 @@ pub enum ErrorKind {
     /// The message's deadline passed (or would pass while waiting for a limiter):
     /// dead-letter it (`deadline_exceeded`).
     DeadlineExceeded,
+    /// The handler emitted to an agent its `to` does not list: dead-letter the
+    /// message (`route_not_allowed`); nothing it emitted is sent.
+    RouteNotAllowed,
 }
 
 impl AgentError {
@@ -138,6 +184,8 @@ pub struct Context {
     pub(crate) limiters: Arc<[Arc<Limiter>]>,
     /// Tokens taken so far in this delivery.
     pub(crate) tokens_taken: u64,
+    /// The agents it may emit to (its `to`); `None`: any.
+    pub(crate) allowed: Option<Arc<[String]>>,
 }
 
 impl Context {
@@ -157,6 +205,7 @@ impl Context {
             registry,
             limiters,
             tokens_taken: 0,
+            allowed: None,
         }
     }
 
@@ -179,6 +228,18 @@ impl Context {
     /// Emits `payload` to the agent named `to`, in the same correlation, one hop on.
     /// Sent only if the handler returns `Ok`. An unknown name is a non-retryable error.
     pub fn emit(&mut self, to: &str, payload: Value) -> Result<(), AgentError> {
+        if let Some(allowed) = &self.allowed {
+            if !allowed.iter().any(|a| a == to) {
+                return Err(AgentError {
+                    kind: ErrorKind::RouteNotAllowed,
+                    message: format!(
+                        "route_not_allowed: an emit to '{to}', which is not in this agent's to ([{}]); add it to `to` if the route is meant",
+                        allowed.join(", ")
+                    ),
+                    retry_after: None,
+                });
+            }
+        }
         let slot = self
             .registry
             .get(to)

@@ -62,6 +62,8 @@ pub(crate) struct HostState {
     registry: Arc<Registry>,
     behaviour: Box<dyn Agent>,
     limiters: Arc<[Arc<Limiter>]>,
+    /// Its `to`: the agents it may emit to (`None`: any).
+    allowed: Option<Arc<[String]>>,
     /// The message whose attempt marker rode in this host's last ack batch:
     /// (sequence, attempt). Delivering it needs no marker write of its own.
     premarked: Option<(u64, u32)>,
@@ -109,13 +111,21 @@ impl Actor for AgentHost {
             }
         }
         args.slot.claim(args.replica, myself.get_cell());
-        let behaviour = (args.build)(&args.slot.spec())?;
+        let mut behaviour = (args.build)(&args.slot.spec())?;
+        let handle = crate::actors::agent::HostHandle {
+            cell: myself.get_cell(),
+            agent: args.slot.name.clone(),
+            replica: args.replica,
+        };
+        behaviour.on_start(handle).await?;
+        let allowed = allowed_routes(&args.slot.spec());
         Ok(HostState {
             slot: args.slot,
             replica: args.replica,
             registry: args.registry,
             behaviour,
             limiters: args.limiters.into(),
+            allowed,
             premarked: None,
         })
     }
@@ -181,6 +191,20 @@ impl Actor for AgentHost {
     }
 }
 
+/// The agents an agent may emit to: its `to` (a common key of every kind), and
+/// its `on_dead_letter` target; `None` (any) when it has no `to`.
+fn allowed_routes(spec: &crate::actors::AgentSpec) -> Option<Arc<[String]>> {
+    let to = spec.options.get("to")?.as_array()?;
+    let mut v: Vec<String> = to
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect();
+    if let Some(d) = spec.options.get("on_dead_letter").and_then(|d| d.as_str()) {
+        v.push(d.to_string());
+    }
+    Some(v.into())
+}
+
 /// Handles one message and commits or records the failure. `Err` fails the actor.
 async fn deliver(
     st: &mut HostState,
@@ -191,7 +215,7 @@ async fn deliver(
     let spec = slot.spec();
     if env.hops > spec.hop_budget {
         let why = format!("{} hops, budget {}", env.hops, spec.hop_budget);
-        slot.dead_letter(st.replica, me, DeadReason::HopBudgetExhausted, &why);
+        slot.dead_letter(st.replica, me, DeadReason::HopBudgetExhausted, &why, false);
         return Ok(Outcome::Failed);
     }
     if env.deadline_ms.is_some_and(|d| d <= now_ms()) {
@@ -200,6 +224,7 @@ async fn deliver(
             me,
             DeadReason::DeadlineExceeded,
             "deadline passed before handling",
+            false,
         );
         return Ok(Outcome::Failed);
     }
@@ -210,7 +235,7 @@ async fn deliver(
     for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
-            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why);
+            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why, false);
             return Ok(Outcome::Failed);
         }
     }
@@ -237,22 +262,21 @@ async fn deliver(
         st.registry.clone(),
         st.limiters.clone(),
     );
+    ctx.allowed = st.allowed.clone();
     let fault = if spec.accept_faults {
         faults::directive(&env.payload, env.attempt)
     } else {
         None
     };
     let behaviour = &mut st.behaviour;
+    let limit = spec.timeout.saturating_add(behaviour.timeout_grace());
     let run = async {
         if let Some(f) = fault {
             faults::apply(f, &mut ctx).await?;
         }
         behaviour.handle(&mut ctx).await
     };
-    let result = match tokio::time::timeout(spec.timeout, run)
-        .instrument(span)
-        .await
-    {
+    let result = match tokio::time::timeout(limit, run).instrument(span).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::retryable(format!(
             "timeout: no result within {:?}",
@@ -262,8 +286,25 @@ async fn deliver(
     match result {
         Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
+        Err(e) if e.kind == ErrorKind::RouteNotAllowed => {
+            tracing::warn!(agent = %slot.name, message_id = %env.id, "{}", e.message);
+            slot.dead_letter(
+                st.replica,
+                me,
+                DeadReason::RouteNotAllowed,
+                &e.message,
+                true,
+            );
+            Ok(Outcome::Failed)
+        }
         Err(e) if e.kind == ErrorKind::DeadlineExceeded => {
-            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &e.message);
+            slot.dead_letter(
+                st.replica,
+                me,
+                DeadReason::DeadlineExceeded,
+                &e.message,
+                false,
+            );
             Ok(Outcome::Failed)
         }
         Err(e) if e.kind == ErrorKind::RateLimited => {

@@ -35,6 +35,7 @@ pub(super) const AGENT: &[&str] = &[
     "breaker",
     "pause_after",
     "pause_cool_down",
+    "to",
 ];
 pub(super) const BREAKER: &[&str] = &["failures", "cool_down"];
 
@@ -138,13 +139,17 @@ impl TreeBuilder<'_, '_> {
                 ));
             }
         }
-        for opt in info.options {
+        // `to`, for every kind: whom it may emit to (and, for echo, whom it does)
+        for opt in info.options.iter().chain(["to"].iter()) {
             if let Some(v) = s.table.get(*opt) {
                 let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
                 spec.options.insert(opt.to_string(), json);
             }
         }
-        for list in info.agent_lists {
+        if s.table.contains_key("to") && s.strings("to")?.is_none() {
+            return Err(s.err("to", "must be a list of agent names"));
+        }
+        for list in info.agent_lists.iter().chain(["to"].iter()) {
             if self.check_targets && s.table.contains_key(*list) {
                 for target in s.strings(list)?.unwrap_or_default() {
                     if !self.agents.contains_key(&target) {
@@ -159,6 +164,9 @@ impl TreeBuilder<'_, '_> {
                     }
                 }
             }
+        }
+        if kind == "exec" {
+            check_exec(s)?;
         }
         match spec.options.get("path") {
             None => {}
@@ -181,4 +189,62 @@ impl TreeBuilder<'_, '_> {
         }
         Ok(spec)
     }
+}
+
+/// An `exec` agent's own keys: `command` a non-empty list of strings (argv, no
+/// shell), `env` a table of strings, `env_pass` a list of variable names,
+/// `start_timeout` a duration, `cwd` an existing directory.
+fn check_exec(s: &Section) -> Result<(), ConfigError> {
+    match s.strings("command")? {
+        Some(c) if c.is_empty() || c[0].is_empty() => {
+            return Err(s.err(
+                "command",
+                "must name a program: command = [\"python3\", \"agents/coder.py\"]",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(v) = s.table.get("env") {
+        let Some(t) = v.as_table() else {
+            return Err(s.err(
+                "env",
+                "must be a table of strings: env = { MODEL = \"gpt-4o-mini\" }",
+            ));
+        };
+        for (k, v) in t {
+            if !v.is_str() {
+                return Err(s.err(&format!("env.{k}"), "must be a string"));
+            }
+            check_env_name(s, "env", k)?;
+        }
+    }
+    for name in s.strings("env_pass")?.unwrap_or_default() {
+        check_env_name(s, "env_pass", &name)?;
+    }
+    if let Some(d) = s.duration("start_timeout")? {
+        if d.is_zero() {
+            return Err(s.err("start_timeout", "must be more than 0"));
+        }
+    }
+    if let Some(v) = s.table.get("cwd") {
+        match v.as_str() {
+            Some(dir) if std::path::Path::new(dir).is_dir() => {}
+            Some(dir) => return Err(s.err("cwd", format!("{dir} is not a directory"))),
+            None => return Err(s.err("cwd", "must be a directory path (a string)")),
+        }
+    }
+    Ok(())
+}
+
+fn check_env_name(s: &Section, key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(s.err(
+            key,
+            format!("{name:?} is not an environment variable name (letters, digits and _)"),
+        ));
+    }
+    Ok(())
 }

@@ -155,6 +155,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::NonRetryable => 1,
         DeadReason::HopBudgetExhausted => 2,
         DeadReason::DeadlineExceeded => 3,
+        DeadReason::RouteNotAllowed => 4,
     }
 }
 
@@ -177,6 +178,7 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
         1 => DeadReason::NonRetryable,
         2 => DeadReason::HopBudgetExhausted,
         3 => DeadReason::DeadlineExceeded,
+        4 => DeadReason::RouteNotAllowed,
         other => {
             return Err(CodecError::Corrupt(format!(
                 "unknown dead-letter reason {other}"

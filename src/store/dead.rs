@@ -20,6 +20,8 @@ pub enum DeadReason {
     HopBudgetExhausted,
     /// The correlation's deadline passed.
     DeadlineExceeded,
+    /// The handler emitted to an agent outside its `to`.
+    RouteNotAllowed,
 }
 
 impl DeadReason {
@@ -30,6 +32,7 @@ impl DeadReason {
             DeadReason::NonRetryable => "non_retryable",
             DeadReason::HopBudgetExhausted => "hop_budget_exhausted",
             DeadReason::DeadlineExceeded => "deadline_exceeded",
+            DeadReason::RouteNotAllowed => "route_not_allowed",
         }
     }
 }

@@ -47,7 +47,11 @@ fn check_accepts_a_valid_config() {
 
 #[test]
 fn check_accepts_the_shipped_configs() {
-    for file in ["config/warden.toml", "config/examples/full.toml"] {
+    for file in [
+        "config/warden.toml",
+        "config/examples/full.toml",
+        "config/examples/ports.toml",
+    ] {
         let out = std::process::Command::new(crate::common::warden_bin())
             .args(["check", "--config", file])
             .current_dir(env!("CARGO_MANIFEST_DIR"))

@@ -13,6 +13,7 @@ mod limits;
 mod operations;
 mod otp_conformance;
 mod policies;
+mod ports;
 mod reload;
 mod store;
 mod supervision;

@@ -1,11 +1,12 @@
 //! Agent kinds: the behaviours an agent's `kind` names, and how each is built.
 //!
-//! Built in: [`echo`], [`sink`] and [`counter`]. A library user registers more with
+//! Built in: [`echo`], [`sink`], [`counter`] and [`exec`] (a port in any language). A library user registers more with
 //! [`Kinds::register`] before starting the runtime; config validation then accepts
 //! the new kind and its option keys.
 
 pub mod counter;
 pub mod echo;
+pub mod exec;
 pub mod sink;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,7 @@ impl Kinds {
         };
         k.map.insert("counter".into(), counter::info());
         k.map.insert("echo".into(), echo::info());
+        k.map.insert("exec".into(), exec::info());
         k.map.insert("sink".into(), sink::info());
         k
     }

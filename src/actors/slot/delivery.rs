@@ -360,6 +360,7 @@ impl AgentSlot {
         who: ActorId,
         reason: DeadReason,
         error: &str,
+        attempted: bool,
     ) {
         let mut inner = self.lock();
         if owner_id(&inner.owners[replica]) != Some(who) {
@@ -374,7 +375,11 @@ impl AgentSlot {
                 &env,
                 reason,
                 error,
-                env.attempt.saturating_sub(1),
+                if attempted {
+                    env.attempt
+                } else {
+                    env.attempt.saturating_sub(1)
+                },
             );
         }
     }

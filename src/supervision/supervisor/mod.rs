@@ -19,7 +19,8 @@
 //!   self, never in a loop, so the supervisor stays responsive meanwhile; stopping a
 //!   child cancels every pending retry of it and of the children after it.
 //! - A pool (`replicas > 1`) under `one_for_one` restarts only the replica that
-//!   failed; under other strategies the failed child is restarted whole.
+//!   failed; under other strategies the failed child is restarted whole. A pool's
+//!   replicas are stopped together, each within the child's shutdown.
 //! - With `auto_shutdown`, the supervisor stops itself (reason `shutdown`) when its
 //!   significant children end on their own.
 //!
@@ -334,15 +335,22 @@ impl SupState {
     async fn stop_child(&mut self, i: usize, status: Status) {
         let (name, child) = self.children.get_index_mut(i).expect("child index");
         let was_running = child.running();
+        // a pool's replicas have no order among them: they stop together, each
+        // within the child's shutdown
+        let mut stops = Vec::new();
         for r in (0..child.cells.len()).rev() {
             if let Some(cell) = child.cells[r].take() {
                 self.by_cell.remove(&cell.get_id());
-                shutdown_cell(&cell, child.spec.shutdown).await;
-                if let Some(agent) = &child.agent {
-                    agent.exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
-                }
+                let (shutdown, agent) = (child.spec.shutdown, child.agent.clone());
+                stops.push(async move {
+                    shutdown_cell(&cell, shutdown).await;
+                    if let Some(agent) = agent {
+                        agent.exited(r, cell.get_id(), EXIT_SHUTDOWN, false);
+                    }
+                });
             }
         }
+        futures::future::join_all(stops).await;
         child.node.set_actor_ids(Vec::new());
         child.node.set_status(status);
         if was_running {
