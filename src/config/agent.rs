@@ -36,6 +36,7 @@ pub(super) const AGENT: &[&str] = &[
     "pause_after",
     "pause_cool_down",
     "to",
+    "on_dead_letter",
 ];
 pub(super) const BREAKER: &[&str] = &["failures", "cool_down"];
 
@@ -140,7 +141,7 @@ impl TreeBuilder<'_, '_> {
             }
         }
         // `to`, for every kind: whom it may emit to (and, for echo, whom it does)
-        for opt in info.options.iter().chain(["to"].iter()) {
+        for opt in info.options.iter().chain(["to", "on_dead_letter"].iter()) {
             if let Some(v) = s.table.get(*opt) {
                 let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
                 spec.options.insert(opt.to_string(), json);
@@ -148,6 +149,21 @@ impl TreeBuilder<'_, '_> {
         }
         if s.table.contains_key("to") && s.strings("to")?.is_none() {
             return Err(s.err("to", "must be a list of agent names"));
+        }
+        if let Some(target) = s.str("on_dead_letter")? {
+            if target == name {
+                return Err(s.err(
+                    "on_dead_letter",
+                    "names the agent itself; name a fallback agent (or a human queue) instead",
+                ));
+            }
+            if self.check_targets && !self.agents.contains_key(target) {
+                let hint =
+                    did_you_mean(target, self.agents.keys().map(String::as_str), Quote::Name)
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                return Err(s.err("on_dead_letter", format!("no agent '{target}'{hint}")));
+            }
         }
         for list in info.agent_lists.iter().chain(["to"].iter()) {
             if self.check_targets && s.table.contains_key(*list) {

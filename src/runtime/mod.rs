@@ -142,6 +142,12 @@ impl Runtime {
         let root = tree
             .supervisor(&root_name)
             .ok_or_else(|| StartError::Failed("root did not register".into()))?;
+        // dead letters whose on_dead_letter notice a crash kept from going
+        for name in tree.registry.names() {
+            if let Some(slot) = tree.registry.get(&name) {
+                slot.resend_dead_notices();
+            }
+        }
         Ok(Runtime {
             tree,
             declared,

@@ -37,6 +37,22 @@ impl DeadReason {
     }
 }
 
+impl DeadLetter {
+    /// The shape `dlq list` shows and `on_dead_letter` sends.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "message_id": self.envelope.id.to_string(),
+            "agent": &*self.envelope.id.agent,
+            "reason": self.reason.as_str(),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "dead_ms": self.dead_ms,
+            "correlation": &*self.envelope.correlation,
+            "payload": self.envelope.payload,
+        })
+    }
+}
+
 /// A message given up on, kept with the reason.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {

@@ -278,6 +278,8 @@ impl TreeContext {
                     _ => AgentSlot::new(a.clone()),
                 };
                 slot.set_events(self.events.clone());
+                let registry = Arc::downgrade(&self.registry);
+                slot.set_resolver(Arc::new(move |name: &str| registry.upgrade()?.get(name)));
                 let slot = Arc::new(slot);
                 let worker = AgentWorker::new(
                     slot.clone(),

@@ -270,3 +270,100 @@ kind = "counter"
         .req(json!({"op": "call", "to": "work", "payload": {}}));
     assert_eq!(r["result"]["reply"]["count"], n + 1, "{r}");
 }
+
+/// `on_dead_letter`: each dead letter also goes to a fallback agent as
+/// `{"dead_letter": {...}}`, once; one buried before the key was set (or whose
+/// notice a crash kept from going) is sent at the next start, and only once.
+#[test]
+fn on_dead_letter_sends_each_dead_letter_to_the_fallback_once() {
+    let config = |fallback: bool| {
+        format!(
+            r#"
+[daemon]
+data_dir = "{{dir}}/data"
+
+[supervisor.root]
+children = ["fallback", "fragile"]
+
+[agent.fragile]
+kind = "echo"
+accept_faults = true
+max_attempts = 1
+{}
+
+[agent.fallback]
+kind = "sink"
+path = "{{dir}}/fallback.jsonl"
+"#,
+            if fallback {
+                "on_dead_letter = \"fallback\""
+            } else {
+                ""
+            }
+        )
+    };
+    let sb = Sandbox::new(&config(true));
+    let mut d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(json!({"op": "send", "to": "fragile", "payload": {"fault": "error", "n": 1}}));
+    assert_eq!(r["ok"], true);
+    wait_until_blocking("the fallback got it", T, || {
+        json_lines(&sb.path("fallback.jsonl")).len() == 1
+    });
+    let got = &json_lines(&sb.path("fallback.jsonl"))[0]["payload"]["dead_letter"];
+    assert_eq!(got["reason"], "max_attempts", "{got}");
+    assert_eq!(got["agent"], "fragile");
+    assert_eq!(got["payload"]["n"], 1);
+    // the dead letter stays where it was, too
+    let l = c.req(json!({"op": "dlq_list", "agent": "fragile"}));
+    assert_eq!(l["result"].as_array().unwrap().len(), 1);
+    // a dead letter buried while no fallback was set goes at the next start with one
+    drop(c);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(T).success());
+    std::fs::write(
+        sb.config(),
+        config(false).replace("{dir}", sb.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let mut d = sb.start_ready();
+    let r = sb
+        .conn()
+        .req(json!({"op": "send", "to": "fragile", "payload": {"fault": "error", "n": 2}}));
+    assert_eq!(r["ok"], true);
+    wait_until_blocking("buried", T, || {
+        sb.conn().req(json!({"op": "dlq_list", "agent": "fragile"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    assert_eq!(
+        json_lines(&sb.path("fallback.jsonl")).len(),
+        1,
+        "no fallback: not sent"
+    );
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    std::fs::write(
+        sb.config(),
+        config(true).replace("{dir}", sb.dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let mut d = sb.start_ready();
+    wait_until_blocking("sent at the start", T, || {
+        json_lines(&sb.path("fallback.jsonl")).len() == 2
+    });
+    // and not again at the next start
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    let r = sb
+        .conn()
+        .req(json!({"op": "call", "to": "fallback", "payload": {"probe": 1}}));
+    assert_eq!(r["ok"], true, "{r}");
+    let lines = json_lines(&sb.path("fallback.jsonl"));
+    let notices: Vec<_> = lines
+        .iter()
+        .filter(|l| l["payload"]["dead_letter"].is_object())
+        .collect();
+    assert_eq!(notices.len(), 2, "each dead letter once: {lines:?}");
+}

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{wake, AgentSlot, Inner};
+use super::{wake, AgentSlot, Inner, Parts};
 use crate::actors::event::TreeEvent;
 use crate::envelope::{now_ms, Envelope, MessageId};
 use crate::store::dead::{DeadLetter, DeadReason};
@@ -47,8 +47,28 @@ impl AgentSlot {
         };
         let mut batch = Batch::default();
         self.write_dead(&d, &mut batch);
+        let notice = self.fallback_notice(&d);
         self.keep_dead(inner, d, &mut batch);
-        self.submit(batch);
+        match (notice, &self.store) {
+            // the notice goes once the burial is durable (a crash between the two
+            // is made up at the next start: resend_dead_notices)
+            (Some(send), Some(store)) => {
+                let name = self.name.clone();
+                store.submit(batch, move |r| match r {
+                    Ok(()) => send(),
+                    Err(e) => tracing::error!(agent = %name, error = %e, "store write failed"),
+                });
+            }
+            (Some(send), None) => {
+                self.submit(batch);
+                // not under this slot's lock: the target takes its own
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => drop(h.spawn(async move { send() })),
+                    Err(_) => drop(std::thread::spawn(send)),
+                }
+            }
+            (None, _) => self.submit(batch),
+        }
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         if let Some(tx) = self.events.get() {
             let _ = tx.send(TreeEvent {
@@ -62,6 +82,56 @@ impl AgentSlot {
             tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
                 .entered();
         tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
+    }
+
+    /// With `on_dead_letter = "AGENT"`: what sends `d` to AGENT as
+    /// `{"dead_letter": {...}}` (its `dlq list` entry), in the same correlation,
+    /// with the idempotency key `dead-letter:<id>`.
+    fn fallback_notice(&self, d: &DeadLetter) -> Option<Box<dyn FnOnce() + Send>> {
+        let spec = self.spec();
+        let target = spec.options.get("on_dead_letter")?.as_str()?.to_string();
+        let slot = (self.resolve.get()?)(&target);
+        let from = self.name.clone();
+        let Some(slot) = slot else {
+            tracing::error!(agent = %from, target, "on_dead_letter names no agent of the tree; the dead letter stays only here");
+            return None;
+        };
+        let env = &d.envelope;
+        let parts = Parts {
+            payload: serde_json::json!({ "dead_letter": d.to_json() }),
+            correlation: Some(env.correlation.clone()),
+            causation: Some(env.id.clone()),
+            hops: env.hops.saturating_add(1),
+            deadline_ms: None,
+            key: Some(format!("dead-letter:{}", env.id)),
+            reply_to: None,
+            trace: env.trace.clone(),
+        };
+        Some(Box::new(move || {
+            if let Err(u) = slot.accept(parts) {
+                tracing::error!(agent = %from, target = %slot.name, error = %u.error,
+                    "on_dead_letter: the dead letter could not be sent; it stays a dead letter here");
+            }
+        }))
+    }
+
+    /// Sends again, to `on_dead_letter`, the dead letters buried within the
+    /// idempotency retention: a notice a crash kept from being sent goes now, and
+    /// the key keeps the others from being sent twice.
+    pub(crate) fn resend_dead_notices(&self) {
+        let since = now_ms().saturating_sub(self.retention.as_millis() as u64);
+        let dead: Vec<DeadLetter> = self
+            .lock()
+            .dead
+            .iter()
+            .filter(|d| d.dead_ms >= since)
+            .cloned()
+            .collect();
+        for d in dead {
+            if let Some(send) = self.fallback_notice(&d) {
+                send();
+            }
+        }
     }
 
     /// Keeps `d` among the dead letters, purging the oldest past `dlq_max` (in

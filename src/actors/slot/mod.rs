@@ -126,6 +126,9 @@ impl Inner {
     }
 }
 
+/// Finds an agent's slot by name.
+pub(crate) type Resolver = Arc<dyn Fn(&str) -> Option<Arc<AgentSlot>> + Send + Sync>;
+
 /// How long an idempotency key is remembered unless configured
 /// (`daemon.idempotency_retention`).
 pub const DEFAULT_KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -147,6 +150,9 @@ pub struct AgentSlot {
     retention: Duration,
     /// Where `dead_lettered` events go (set once the slot joins a tree).
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<TreeEvent>>,
+    /// Finds another agent's slot by name (set once the slot joins a tree): where
+    /// `on_dead_letter` sends.
+    resolve: std::sync::OnceLock<Resolver>,
     inner: Mutex<Inner>,
 }
 
@@ -185,6 +191,7 @@ impl AgentSlot {
             store,
             retention,
             events: std::sync::OnceLock::new(),
+            resolve: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: (0..spec.replicas).map(|_| None).collect(),
@@ -308,6 +315,11 @@ impl AgentSlot {
             let _ = cell.send_message::<HostMsg>(HostMsg::Wake);
         }
         true
+    }
+
+    /// Lets this slot find other agents' slots by name (`on_dead_letter`).
+    pub(crate) fn set_resolver(&self, r: Resolver) {
+        let _ = self.resolve.set(r);
     }
 
     /// Sends this agent's `dead_lettered` events to `tx`.

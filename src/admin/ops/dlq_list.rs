@@ -1,7 +1,7 @@
 //! `dlq_list`: the dead letters of one agent, or of all.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{s, short, slot, table, AdminCtx};
 use crate::actors::DeadLetter;
@@ -13,19 +13,6 @@ use crate::admin::error::AdminError;
 pub(crate) struct Req {
     /// Only this agent's dead letters.
     agent: Option<String>,
-}
-
-fn dead_json(d: &DeadLetter) -> Value {
-    json!({
-        "message_id": d.envelope.id.to_string(),
-        "agent": &*d.envelope.id.agent,
-        "reason": d.reason.as_str(),
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "dead_ms": d.dead_ms,
-        "correlation": &*d.envelope.correlation,
-        "payload": d.envelope.payload,
-    })
 }
 
 pub(super) async fn apply(l: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
@@ -40,7 +27,7 @@ pub(super) async fn apply(l: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let mut out = Vec::new();
     for n in names {
         if let Some(s) = registry.get(&n) {
-            out.extend(s.dead_letters().iter().map(dead_json));
+            out.extend(s.dead_letters().iter().map(DeadLetter::to_json));
         }
     }
     Ok(Value::Array(out))
