@@ -9,6 +9,7 @@ mod admin;
 mod durable;
 mod fanout;
 mod pingpong;
+mod port;
 mod reload;
 mod restart;
 pub mod resume;
@@ -37,6 +38,9 @@ pub enum Scenario {
     Policies,
     /// A config reload of a 1,000-agent tree (plan, and plan + apply).
     Reload,
+    /// One `exec` agent (a Python echo port) called one message at a time,
+    /// against the same Python loop on a plain pipe.
+    Port,
     /// Internal: the socket variant of `spawn`, in its own process.
     #[value(hide = true)]
     SpawnSocket,
@@ -178,6 +182,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Admin => admin::run(n.unwrap_or(3)).await,
         Scenario::Policies => pingpong::policies(n.unwrap_or(1_000_000)).await,
         Scenario::Reload => reload::run(n.unwrap_or(1_000)).await,
+        Scenario::Port => port::run(n.unwrap_or(10_000)).await,
         Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }
