@@ -308,7 +308,10 @@ async fn deliver(
             Ok(Outcome::Failed)
         }
         Err(e) if e.kind == ErrorKind::RateLimited => {
-            let pause = e.retry_after.unwrap_or(Duration::from_secs(1));
+            // without a Retry-After: the agent's backoff for this attempt
+            let pause = e
+                .retry_after
+                .unwrap_or_else(|| spec.backoff.delay(env.attempt));
             for limiter in st.limiters.iter() {
                 limiter.pause(pause);
             }

@@ -184,6 +184,9 @@ impl TreeBuilder<'_, '_> {
         if kind == "exec" {
             check_exec(s)?;
         }
+        if kind == "http" {
+            check_http(s)?;
+        }
         match spec.options.get("path") {
             None => {}
             Some(Json::String(p)) if p.is_empty() => {
@@ -261,6 +264,32 @@ fn check_env_name(s: &Section, key: &str, name: &str) -> Result<(), ConfigError>
             key,
             format!("{name:?} is not an environment variable name (letters, digits and _)"),
         ));
+    }
+    Ok(())
+}
+
+/// An `http` agent's own keys: `url` an http(s) URL, `headers` a table of strings
+/// (`${VAR}` is read from the daemon's environment when the agent starts).
+fn check_http(s: &Section) -> Result<(), ConfigError> {
+    if let Some(url) = s.str("url")? {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() > "https://".len();
+        if !ok {
+            return Err(s.err("url", format!("{url:?} is not an http:// or https:// URL")));
+        }
+    }
+    if let Some(v) = s.table.get("headers") {
+        let Some(t) = v.as_table() else {
+            return Err(s.err(
+                "headers",
+                "must be a table of strings: headers = { Authorization = \"Bearer ${TOKEN}\" }",
+            ));
+        };
+        for (k, v) in t {
+            if !v.is_str() {
+                return Err(s.err(&format!("headers.{k}"), "must be a string"));
+            }
+        }
     }
     Ok(())
 }

@@ -18,3 +18,4 @@ mod reload;
 mod store;
 mod supervision;
 mod supervision_model;
+mod webhooks;

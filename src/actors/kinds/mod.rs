@@ -6,7 +6,9 @@
 
 pub mod counter;
 pub mod echo;
+mod effects;
 pub mod exec;
+pub mod http;
 pub mod sink;
 
 use std::collections::BTreeMap;
@@ -52,6 +54,7 @@ impl Kinds {
         k.map.insert("counter".into(), counter::info());
         k.map.insert("echo".into(), echo::info());
         k.map.insert("exec".into(), exec::info());
+        k.map.insert("http".into(), http::info());
         k.map.insert("sink".into(), sink::info());
         k
     }

@@ -273,41 +273,13 @@ impl Exec {
                 retry_after,
             });
         }
-        let result = match msg.get("result") {
-            Some(Value::Object(r)) => r,
-            Some(Value::Null) | None => return Ok(()),
-            Some(other) => {
-                return Err(AgentError::fatal(format!(
-                    "the port's result is not an object: {other}"
-                )))
-            }
-        };
-        if let Some(r) = result.get("reply") {
-            ctx.reply(r.clone());
+        match msg.get("result") {
+            Some(Value::Object(r)) => super::effects::apply(r, ctx),
+            Some(Value::Null) | None => Ok(()),
+            Some(other) => Err(AgentError::fatal(format!(
+                "the port's result is not an object: {other}"
+            ))),
         }
-        if let Some(s) = result.get("state") {
-            ctx.set_state(s.clone());
-        }
-        if let Some(n) = result.get("tokens_used").and_then(Value::as_u64) {
-            ctx.report_tokens(n);
-        }
-        match result.get("emit") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(list)) => {
-                for e in list {
-                    let to = e["to"].as_str().ok_or_else(|| {
-                        AgentError::non_retryable(format!("an emit without \"to\": {e}"))
-                    })?;
-                    ctx.emit(to, e.get("payload").cloned().unwrap_or(Value::Null))?;
-                }
-            }
-            Some(other) => {
-                return Err(AgentError::non_retryable(format!(
-                    "emit must be a list of {{\"to\",\"payload\"}}, got {other}"
-                )))
-            }
-        }
-        Ok(())
     }
 }
 
@@ -370,23 +342,8 @@ impl Agent for Exec {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
         let id = self.next_id;
         self.next_id += 1;
-        let m = ctx.message();
-        let remaining = m
-            .deadline_ms
-            .map(|d| d.saturating_sub(crate::envelope::now_ms()));
-        let deliver = json!({"jsonrpc": "2.0", "id": id, "method": "deliver", "params": {
-            "message_id": m.id.to_string(),
-            "correlation": &*m.correlation,
-            "causation": m.causation.as_ref().map(ToString::to_string),
-            "attempt": m.attempt,
-            "max_attempts": self.opts.max_attempts,
-            "hops": m.hops,
-            "remaining_ms": remaining,
-            "key": m.key,
-            "traceparent": m.trace,
-            "state": ctx.state(),
-            "payload": m.payload,
-        }});
+        let params = super::effects::deliver_params(ctx, self.opts.max_attempts);
+        let deliver = json!({"jsonrpc": "2.0", "id": id, "method": "deliver", "params": params});
         let port = self.port()?;
         port.busy.store(true, Ordering::Release);
         let sent = port.send(&deliver).await;
