@@ -48,6 +48,19 @@ enum Command {
         #[arg(long)]
         accept_loss: bool,
     },
+    /// Serve an OpenAI-compatible chat completions endpoint for demos and tests:
+    /// scripted answers, injectable faults, counted usage (no API key needed).
+    FakeLlm {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: std::net::SocketAddr,
+        /// Rules and faults (TOML; docs/kinds.md).
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// Append one JSON line per request here.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
     /// Talk to a running daemon over its admin socket.
     Ctl(crate::admin::ctl::CtlArgs),
     /// Prove the durable promise: faults on a real daemon, then a history check.
@@ -106,6 +119,42 @@ pub fn main() -> i32 {
             config,
             accept_loss,
         } => compact(&config, accept_loss),
+        Command::FakeLlm {
+            listen,
+            script,
+            log,
+        } => {
+            let script = match &script {
+                None => crate::fake_llm::Script::default(),
+                Some(p) => {
+                    let parsed = std::fs::read_to_string(p)
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                        .and_then(|t| {
+                            crate::fake_llm::Script::parse(&t, &p.display().to_string())
+                                .map_err(|e| e.to_string())
+                        });
+                    match parsed {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("warden: invalid fake-llm script: {e}");
+                            return EXIT_CONFIG;
+                        }
+                    }
+                }
+            };
+            let args = crate::fake_llm::FakeLlmArgs {
+                listen,
+                script,
+                log,
+            };
+            match runtime().block_on(crate::fake_llm::serve(args)) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("warden: fake-llm: {e}");
+                    EXIT_FAILED
+                }
+            }
+        }
         Command::Ctl(args) => crate::admin::ctl::run(args),
         Command::Chaos(args) => crate::chaos::run(args),
         Command::Bench {

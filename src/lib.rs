@@ -9,7 +9,7 @@
 //! - [`envelope`]: the message on its way: ids, correlation, hops, attempts, deadline.
 //! - [`actors`]: the [`Agent`] trait and the [`Context`] a handler works through
 //!   ([`agent`]), agent slots (stable names, mailboxes, state), host actors, built-in
-//!   kinds (`echo`, `sink`, `counter`) and fault directives.
+//!   kinds (`echo`, `sink`, `counter`, `exec`, `http`) and fault directives.
 //! - [`supervision`]: supervisor actors, child specs, strategies (including
 //!   `simple_one_for_one`), restart intensity and sweeps, auto shutdown, dynamic
 //!   children, the tree view and lifecycle events.
@@ -26,6 +26,7 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`bench`](mod@bench): `warden bench` scenarios.
 //! - [`chaos`]: `warden chaos`: faults on a real daemon, and the history checker.
+//! - [`fake_llm`]: `warden fake-llm`, an OpenAI-compatible server for demos and tests.
 //! - [`cli`]: the command line.
 //!
 //! Guarantees as implemented are listed in `docs/runtime-semantics.md`.
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod envelope;
+pub mod fake_llm;
 pub mod policies;
 pub mod runtime;
 pub mod service;
