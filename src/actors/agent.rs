@@ -293,6 +293,14 @@ impl Context {
         Ok(())
     }
 
+    /// Pauses every limiter of this agent for `for_` (an upstream said its quota
+    /// is used up, without failing this call: `x-ratelimit-remaining-requests: 0`).
+    pub fn pause_limiters(&self, for_: std::time::Duration) {
+        for l in self.limiters.iter() {
+            l.pause(for_);
+        }
+    }
+
     /// Reports what the upstream call really cost: tokens beyond those taken are
     /// debited from every token-weighted limiter (the next taker pays them first).
     pub fn report_tokens(&mut self, actual: u64) {

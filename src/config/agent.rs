@@ -187,6 +187,9 @@ impl TreeBuilder<'_, '_> {
         if kind == "http" {
             check_http(s)?;
         }
+        if kind == "llm" {
+            check_llm(s)?;
+        }
         match spec.options.get("path") {
             None => {}
             Some(Json::String(p)) if p.is_empty() => {
@@ -289,6 +292,37 @@ fn check_http(s: &Section) -> Result<(), ConfigError> {
             if !v.is_str() {
                 return Err(s.err(&format!("headers.{k}"), "must be a string"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// An `llm` agent's own keys.
+fn check_llm(s: &Section) -> Result<(), ConfigError> {
+    if let Some(url) = s.str("base_url")? {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(s.err("base_url", format!("{url:?} is not an http:// or https:// URL (such as \"https://api.openai.com/v1\")")));
+        }
+    }
+    s.choice("response_format", &["text", "json"])?;
+    if s.table.contains_key("system") && s.table.contains_key("system_file") {
+        return Err(s.err("system_file", "give system or system_file, not both"));
+    }
+    if let Some(f) = s.str("system_file")? {
+        if !std::path::Path::new(f).is_file() {
+            return Err(s.err("system_file", format!("{f} is not a readable file")));
+        }
+    }
+    s.str("system")?;
+    s.str("model")?;
+    if let Some(var) = s.str("api_key_env")? {
+        check_env_name(s, "api_key_env", var)?;
+    }
+    s.int("max_tokens", 1, 1_000_000)?;
+    if let Some(v) = s.table.get("temperature") {
+        let t = v.as_float().or(v.as_integer().map(|i| i as f64));
+        if !t.is_some_and(|t| (0.0..=2.0).contains(&t)) {
+            return Err(s.err("temperature", "must be a number from 0 to 2"));
         }
     }
     Ok(())

@@ -153,6 +153,28 @@ async fn completions(
     };
     let since = st.started.elapsed();
     let in_window = f.window_429.is_some_and(|(a, b)| since >= a && since < b);
+    let text_of = |m: &Value| match &m["content"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let system = messages
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(text_of)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(text_of)
+        .unwrap_or_default();
+    let json_mode = req["response_format"]["type"] == "json_object";
+    let rule = st.script.find(&user, &system);
+    if let Some(status) = rule.and_then(|r| r.status) {
+        let s = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        return error(s, "scripted", "invalid_request_error", "scripted error");
+    }
     if f.insufficient_quota {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -185,28 +207,6 @@ async fn completions(
             "server_error",
             "The server had an error",
         );
-    }
-    let text_of = |m: &Value| match &m["content"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let system = messages
-        .iter()
-        .filter(|m| m["role"] == "system")
-        .map(text_of)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .map(text_of)
-        .unwrap_or_default();
-    let json_mode = req["response_format"]["type"] == "json_object";
-    let rule = st.script.find(&user, &system);
-    if let Some(status) = rule.and_then(|r| r.status) {
-        let s = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-        return error(s, "scripted", "invalid_request_error", "scripted error");
     }
     let mut content = match rule {
         Some(r) => r.answer(json_mode),

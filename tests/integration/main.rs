@@ -10,6 +10,7 @@ mod cli;
 mod dynamic_children;
 mod hardening;
 mod limits;
+mod llm;
 mod operations;
 mod otp_conformance;
 mod policies;

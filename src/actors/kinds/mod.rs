@@ -9,6 +9,7 @@ pub mod echo;
 mod effects;
 pub mod exec;
 pub mod http;
+pub mod llm;
 pub mod sink;
 
 use std::collections::BTreeMap;
@@ -55,6 +56,7 @@ impl Kinds {
         k.map.insert("echo".into(), echo::info());
         k.map.insert("exec".into(), exec::info());
         k.map.insert("http".into(), http::info());
+        k.map.insert("llm".into(), llm::info());
         k.map.insert("sink".into(), sink::info());
         k
     }
