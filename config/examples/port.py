@@ -11,7 +11,11 @@ its state (committed by Warden with the answer), and hands the result on to the
 agents its config lists in `to` (here via "emit").
 """
 import json
+import os
 import sys
+
+# whom to hand results to (each must be in the agent's `to`)
+EMIT_TO = os.environ.get("EMIT_TO", "out").split(",")
 
 
 def send(obj):
@@ -26,6 +30,8 @@ def log(text):
 def handle(params):
     """One delivery: return the result (reply, emit, state, tokens_used)."""
     payload = params["payload"]
+    if isinstance(payload, dict) and isinstance(payload.get("json"), dict):
+        payload = payload["json"]  # an llm agent's answer in json mode
     if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
         # retrying cannot fix a bad input: the message goes to the dead letters
         raise PortError("expected {\"text\": \"...\"}", "non_retryable")
@@ -33,7 +39,7 @@ def handle(params):
     result = {"text": payload["text"].upper(), "by": params["message_id"]}
     return {
         "reply": result,                                # to a `call`
-        "emit": [{"to": "out", "payload": result}],     # to agents in `to`
+        "emit": [{"to": to, "payload": result} for to in EMIT_TO],  # agents in `to`
         "state": {"done": done},                        # committed with the ack
     }
 

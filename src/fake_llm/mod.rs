@@ -2,7 +2,8 @@
 //! tests, with no API key and no network: answers from rules (deterministic),
 //! injectable faults, counted `usage`, and a request log.
 //!
-//! `POST /v1/chat/completions` and `GET /v1/models`, on 127.0.0.1 by default.
+//! `POST /v1/chat/completions` and `GET /v1/models`, on 127.0.0.1 by default, and
+//! `POST /hook`, a webhook target for demos (logged, answered 204).
 //! The script (`--script FILE`, TOML) is documented in docs/kinds.md:
 //!
 //! ```toml
@@ -80,11 +81,48 @@ pub async fn serve(args: FakeLlmArgs) -> std::io::Result<()> {
         .route("/v1/chat/completions", post(completions))
         .route("/chat/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/hook", post(hook))
         .with_state(state);
     println!("listening on {}", listener.local_addr()?);
     use std::io::Write;
     let _ = std::io::stdout().flush();
     axum::serve(listener, app).await
+}
+
+/// A webhook target for demos (`http` agents): logged like a completion
+/// request, answered 204.
+async fn hook(
+    State(st): State<Arc<Served>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let n = st
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    log_request(&st, n, &headers, &body);
+    StatusCode::NO_CONTENT
+}
+
+fn log_request(st: &Served, n: u64, headers: &HeaderMap, body: &[u8]) {
+    let Some(log) = &st.log else { return };
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let hs: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == axum::http::header::AUTHORIZATION {
+                "<redacted>".to_string()
+            } else {
+                v.to_str().unwrap_or("").to_string()
+            };
+            (k.as_str().to_string(), Value::String(v))
+        })
+        .collect();
+    let line = json!({"n": n, "time_ms": crate::envelope::now_ms(), "headers": hs, "body": req});
+    if let Ok(mut f) = log.lock() {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 async fn models() -> Json<Value> {
@@ -116,25 +154,7 @@ async fn completions(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(log) = &st.log {
-        let hs: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(k, v)| {
-                let v = if k == axum::http::header::AUTHORIZATION {
-                    "<redacted>".to_string()
-                } else {
-                    v.to_str().unwrap_or("").to_string()
-                };
-                (k.as_str().to_string(), Value::String(v))
-            })
-            .collect();
-        let line =
-            json!({"n": n, "time_ms": crate::envelope::now_ms(), "headers": hs, "body": req});
-        if let Ok(mut f) = log.lock() {
-            use std::io::Write;
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    log_request(&st, n, &headers, &body);
     let f = &st.script.faults;
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;

@@ -51,6 +51,7 @@ fn check_accepts_the_shipped_configs() {
         "config/warden.toml",
         "config/examples/full.toml",
         "config/examples/ports.toml",
+        "config/examples/agents.toml",
     ] {
         let out = std::process::Command::new(crate::common::warden_bin())
             .args(["check", "--config", file])
