@@ -8,6 +8,7 @@
 mod admin;
 mod durable;
 mod fanout;
+mod llm;
 mod pingpong;
 mod port;
 mod reload;
@@ -38,6 +39,9 @@ pub enum Scenario {
     Policies,
     /// A config reload of a 1,000-agent tree (plan, and plan + apply).
     Reload,
+    /// One `llm` agent against an in-process fake-llm: requests/s with 1 and 8
+    /// replicas, with and without a limiter.
+    Llm,
     /// One `exec` agent (a Python echo port) called one message at a time,
     /// against the same Python loop on a plain pipe.
     Port,
@@ -183,6 +187,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Policies => pingpong::policies(n.unwrap_or(1_000_000)).await,
         Scenario::Reload => reload::run(n.unwrap_or(1_000)).await,
         Scenario::Port => port::run(n.unwrap_or(10_000)).await,
+        Scenario::Llm => llm::run(n.unwrap_or(5_000)).await,
         Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }

@@ -61,6 +61,14 @@ struct Served {
 /// Serves until the process is stopped; prints `listening on ADDR` first.
 pub async fn serve(args: FakeLlmArgs) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    serve_on(listener, args).await
+}
+
+/// Serves on `listener` (its address is the caller's to tell) until dropped.
+pub async fn serve_on(listener: tokio::net::TcpListener, args: FakeLlmArgs) -> std::io::Result<()> {
     let log = match &args.log {
         Some(p) => Some(Mutex::new(
             std::fs::OpenOptions::new()
@@ -83,9 +91,6 @@ pub async fn serve(args: FakeLlmArgs) -> std::io::Result<()> {
         .route("/v1/models", get(models))
         .route("/hook", post(hook))
         .with_state(state);
-    println!("listening on {}", listener.local_addr()?);
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
     axum::serve(listener, app).await
 }
 
