@@ -16,6 +16,8 @@
 //! latency = "20ms"          # before every answer
 //! invalid_json = 0.1        # this share of json-mode answers is broken JSON
 //! insufficient_quota = false
+//! exhaust_every = 3         # every 3rd success says x-ratelimit-remaining-requests: 0
+//! quota_reset = "1s"        # with this x-ratelimit-reset-requests
 //! [[rule]]
 //! user = "plan"             # the last user message contains this
 //! system = "planner"        # the system prompt contains this (optional)
@@ -56,6 +58,7 @@ struct Served {
     rng: Mutex<fastrand::Rng>,
     log: Option<Mutex<std::fs::File>>,
     requests: std::sync::atomic::AtomicU64,
+    successes: std::sync::atomic::AtomicU64,
 }
 
 /// Serves until the process is stopped; prints `listening on ADDR` first.
@@ -84,6 +87,7 @@ pub async fn serve_on(listener: tokio::net::TcpListener, args: FakeLlmArgs) -> s
         started: Instant::now(),
         log,
         requests: Default::default(),
+        successes: Default::default(),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
@@ -244,7 +248,11 @@ async fn completions(
     let prompt_tokens: u64 = messages.iter().map(|m| tokens(&text_of(m))).sum();
     let completion_tokens = tokens(&content);
     let model = req["model"].as_str().unwrap_or("fake-1").to_string();
-    Json(json!({
+    let ok = st
+        .successes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    let mut resp = Json(json!({
         "id": format!("chatcmpl-fake-{n}"),
         "object": "chat.completion",
         "created": crate::envelope::now_ms() / 1000,
@@ -253,5 +261,16 @@ async fn completions(
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }))
-    .into_response()
+    .into_response();
+    if f.exhaust_every > 0 && ok % f.exhaust_every == 0 {
+        let h = resp.headers_mut();
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            axum::http::HeaderValue::from_static("0"),
+        );
+        if let Ok(v) = f.quota_reset.parse() {
+            h.insert("x-ratelimit-reset-requests", v);
+        }
+    }
+    resp
 }

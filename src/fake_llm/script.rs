@@ -58,6 +58,11 @@ pub struct Faults {
     pub invalid_json: f64,
     /// Every request answered 429 `insufficient_quota`.
     pub insufficient_quota: bool,
+    /// Every this many successes, the answer says the request quota is used up
+    /// (`x-ratelimit-remaining-requests: 0`, reset in `quota_reset`); 0: never.
+    pub exhaust_every: u64,
+    /// The `x-ratelimit-reset-requests` of those answers (`1s`, `6m0s`).
+    pub quota_reset: String,
 }
 
 /// Rules, faults and the seed of the fault dice.
@@ -90,6 +95,8 @@ struct RawFaults {
     latency: Option<String>,
     invalid_json: Option<f64>,
     insufficient_quota: Option<bool>,
+    exhaust_every: Option<u64>,
+    quota_reset: Option<String>,
 }
 
 impl Script {
@@ -108,6 +115,8 @@ impl Script {
             latency: None,
             invalid_json: None,
             insufficient_quota: None,
+            exhaust_every: None,
+            quota_reset: None,
         });
         let dur = |s: &str, key: &str| {
             humantime::parse_duration(s).map_err(|e| err(format!("faults.{key}: {e}")))
@@ -145,6 +154,8 @@ impl Script {
                     .unwrap_or_default(),
                 invalid_json: share(f.invalid_json, "invalid_json")?,
                 insufficient_quota: f.insufficient_quota.unwrap_or(false),
+                exhaust_every: f.exhaust_every.unwrap_or(0),
+                quota_reset: f.quota_reset.unwrap_or_else(|| "1s".into()),
             },
             seed: raw.seed.unwrap_or(0),
         })

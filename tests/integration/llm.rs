@@ -324,3 +324,60 @@ fn fake_llm_scripts_are_checked() {
     let f = fake(&sb, &text);
     assert!(f.addr.starts_with("127.0.0.1:"));
 }
+
+/// An answer saying the request quota is used up (`x-ratelimit-remaining-requests:
+/// 0`) pauses the limiter until its reset, before any request is refused; and a
+/// `tokens_per_minute` limiter holds calls to what a minute allows, counting the
+/// estimate before and the reported usage after.
+#[test]
+fn exhausted_quotas_pause_and_token_budgets_hold() {
+    let sb = Sandbox::new("");
+    let f = fake(
+        &sb,
+        "[faults]\nexhaust_every = 2\nquota_reset = \"1500ms\"\n",
+    );
+    let _d = start(&sb, &config(&f.addr, &agent("m", "")));
+    let mut c = sb.conn();
+    for i in 0..4 {
+        c.req(json!({"op": "send", "to": "m", "payload": format!("q {i}")}));
+    }
+    wait_until_blocking("4 answers", T, || {
+        json_lines(&sb.path("out.jsonl")).len() == 4
+    });
+    let times: Vec<u64> = json_lines(&sb.path("llm-requests.jsonl"))
+        .iter()
+        .map(|r| r["time_ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        times[2] >= times[1] + 1490,
+        "paused after the 2nd: {times:?}"
+    );
+    assert_eq!(
+        c.req(json!({"op": "stats"}))["result"]["limits"]["openai"]["pauses"],
+        2
+    );
+    assert!(
+        json_lines(&sb.path("llm-requests.jsonl")).len() == 4,
+        "no request was refused"
+    );
+    drop((_d, f, c));
+
+    // 600 tokens a minute, each call estimated at its prompt / 4 + 100: the
+    // fifth or sixth waits for the bucket
+    let sb = Sandbox::new("");
+    let f = fake(&sb, "");
+    let text = config(&f.addr, &agent("t", "max_tokens = 100"))
+        .replace("tokens_per_minute = 100000", "tokens_per_minute = 600");
+    let _d = start(&sb, &text);
+    let mut c = sb.conn();
+    for i in 0..8 {
+        c.req(json!({"op": "send", "to": "t", "payload": format!("t {i}")}));
+    }
+    wait_until_blocking("a call waits for tokens", T, || {
+        c.req(json!({"op": "stats"}))["result"]["limits"]["openai"]["waiting"] == 1
+    });
+    let handled = json_lines(&sb.path("out.jsonl")).len();
+    assert!((4..=6).contains(&handled), "{handled} calls fit 600 tokens");
+    let lim = c.req(json!({"op": "stats"}))["result"]["limits"]["openai"].clone();
+    assert!(lim["tokens"].as_u64().unwrap() <= 600, "{lim}");
+}
