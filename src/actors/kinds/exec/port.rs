@@ -207,54 +207,32 @@ impl Drop for Port {
     }
 }
 
-/// Reads stdout into lines of at most [`MAX_LINE`] bytes.
+/// Reads stdout as lines of at most [`MAX_LINE`] bytes (tokio-util's
+/// `LinesCodec`); stops at the first line that is too long, or at the end.
 async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Line>) {
-    let mut r = BufReader::with_capacity(64 * 1024, stdout);
-    let mut buf: Vec<u8> = Vec::new();
+    use futures::StreamExt;
+    use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
     loop {
-        buf.clear();
-        let line = loop {
-            let chunk = match r.fill_buf().await {
-                Ok(c) => c,
-                Err(_) => break None,
-            };
-            if chunk.is_empty() {
-                break None;
+        let msg = match lines.next().await {
+            None => Line::Eof,
+            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => Line::TooLong,
+            Some(Err(LinesCodecError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Line::NotProtocol("a line that is not UTF-8".into())
             }
-            if let Some(i) = chunk.iter().position(|b| *b == b'\n') {
-                buf.extend_from_slice(&chunk[..i]);
-                r.consume(i + 1);
-                break Some(());
-            }
-            let n = chunk.len();
-            buf.extend_from_slice(chunk);
-            r.consume(n);
-            if buf.len() > MAX_LINE {
-                let _ = tx.send(Line::TooLong).await;
-                return;
-            }
+            Some(Err(LinesCodecError::Io(_))) => Line::Eof,
+            Some(Ok(text)) if text.trim().is_empty() => continue,
+            Some(Ok(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(v)
+                    if v.is_object() && v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") =>
+                {
+                    Line::Msg(v)
+                }
+                _ => Line::NotProtocol(text.chars().take(200).collect()),
+            },
         };
-        if line.is_none() {
-            let _ = tx.send(Line::Eof).await;
-            return;
-        }
-        if buf.len() > MAX_LINE {
-            let _ = tx.send(Line::TooLong).await;
-            return;
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let msg = match serde_json::from_slice::<Value>(&buf) {
-            Ok(v) if v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") && v.is_object() => {
-                Line::Msg(v)
-            }
-            _ => {
-                let text = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
-                Line::NotProtocol(text)
-            }
-        };
-        if tx.send(msg).await.is_err() {
+        let last = matches!(msg, Line::Eof | Line::TooLong);
+        if tx.send(msg).await.is_err() || last {
             return;
         }
     }
