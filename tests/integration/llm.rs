@@ -54,7 +54,7 @@ fn config(addr: &str, agents: &str) -> String {
 data_dir = "{{dir}}/data"
 
 [limits.openai]
-requests_per_minute = 6000
+requests_per_minute = 600
 burst = 5
 tokens_per_minute = 100000
 
@@ -236,6 +236,15 @@ retry_after = "2"
     );
     let lim = c.req(json!({"op": "stats"}))["result"]["limits"]["openai"].clone();
     assert!(lim["pauses"].as_u64().unwrap() >= 1, "{lim}");
+    // and the shared quota held: 600 a minute (10 a second) + a burst of 5, in
+    // any second (a request counts when it reached the provider)
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(
+            in_window <= 10 + 5 + 1,
+            "{in_window} requests within 1 s of {t}: {times:?}"
+        );
+    }
 }
 
 #[test]
