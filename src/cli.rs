@@ -95,6 +95,9 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {}: {w}", c.file);
+                }
                 let names = c.tree.names();
                 println!(
                     "ok: {} ({} names in the tree under root)",

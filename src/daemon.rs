@@ -54,6 +54,9 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
         }
     };
     let log = crate::telemetry::init(&config.telemetry.log);
+    for w in &config.warnings {
+        tracing::warn!(config = %config.file, "{w}");
+    }
     if let Err(e) = create_private_dir(&config.daemon.data_dir) {
         tracing::error!(dir = %config.daemon.data_dir.display(), error = %e, "cannot create the data directory");
         return EXIT_FAILED;

@@ -94,6 +94,7 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
         daemon,
         telemetry,
         limits,
+        warnings: super::warnings::warnings(&root),
         tree: root,
     })
 }

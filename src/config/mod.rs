@@ -19,6 +19,7 @@ mod error;
 #[cfg(test)]
 mod schema_matrix;
 mod section;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +87,9 @@ pub struct Config {
     pub limits: BTreeMap<String, LimitSpec>,
     /// The tree, from `[supervisor.root]` down.
     pub tree: SupervisorSpec,
+    /// Valid combinations that cannot work as likely meant (`warden check` prints
+    /// them; the daemon logs them at start).
+    pub warnings: Vec<String>,
 }
 
 impl Config {

@@ -149,6 +149,19 @@ impl Breaker {
         self.lock().trial_in_flight = false;
     }
 
+    /// Would one more failed attempt open the breaker (it is closed, one failure
+    /// short, or half-open)? The attempt that opens it fails because of the agent,
+    /// not of its message.
+    pub fn failure_opens(&self) -> bool {
+        let b = self.lock();
+        match (b.spec, b.state) {
+            (None, _) => false,
+            (Some(spec), BreakerState::Closed) => b.failures + 1 >= spec.failures,
+            (Some(_), BreakerState::HalfOpen) => true,
+            (Some(_), BreakerState::Open) => false,
+        }
+    }
+
     /// An attempt failed at `now`.
     pub fn on_failure(&self, now: Instant) {
         let mut b = self.lock();

@@ -313,3 +313,18 @@ shutdown = "110s"
     assert_eq!(status.code(), Some(0), "{}", d.log_text());
     assert!(d.log_text().contains("stopped"), "{}", d.log_text());
 }
+
+#[test]
+fn check_warns_about_combinations_that_cannot_work() {
+    let sb = crate::common::Sandbox::new(
+        "[supervisor.root]\nchildren = [\"a\"]\n[agent.a]\nkind = \"echo\"\ntimeout = \"30s\"\ndeadline = \"10s\"\n",
+    );
+    let out = sb.run(&["check", "--config", "warden.toml"]);
+    assert!(out.status.success(), "a warning is not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning:")
+            && err.contains("agent.a: deadline (10s) is not longer than timeout (30s)"),
+        "{err}"
+    );
+}

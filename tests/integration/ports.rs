@@ -513,3 +513,32 @@ path = "{{dir}}/out.jsonl"
     let d = c.req(json!({"op": "dlq_list", "agent": "upper"}))["result"][0].clone();
     assert_eq!(d["reason"], "non_retryable", "{d}");
 }
+
+/// The failure that opens a circuit breaker is the agent's fault, not the
+/// message's: with max_attempts equal to the breaker's failures, the message it
+/// failed on waits for the trial instead of being dead-lettered by it.
+#[test]
+fn the_failure_that_opens_the_breaker_does_not_dead_letter_its_message() {
+    let sb = Sandbox::new(&config(
+        "max_attempts = 2\nbreaker = { failures = 2, cool_down = \"300ms\" }",
+    ));
+    let d = sb.start_ready();
+    let mut c = sb.conn();
+    let fixed = sb.path("fixed");
+    let r = c.req(json!({"op": "send", "to": "worker",
+        "payload": {"do": "error", "unless_file": fixed, "emit_to": "out"}}));
+    assert_eq!(r["ok"], true);
+    wait_until_blocking("the breaker opened", T, || {
+        d.log_text().contains("circuit breaker open")
+    });
+    assert!(
+        dead_letters(&mut c).is_empty(),
+        "not dead-lettered by the opening failure"
+    );
+    // the upstream recovers: the trial after the cool-down hands the message on
+    std::fs::write(&fixed, b"").unwrap();
+    wait_until_blocking("handled by the trial", T, || {
+        json_lines(&sb.path("out.jsonl")).len() == 1
+    });
+    assert!(dead_letters(&mut c).is_empty());
+}

@@ -65,6 +65,8 @@ while True:
     if do == "grandchild":
         child = subprocess.Popen(["sleep", "300"])
         log(f"grandchild pid={child.pid}")
+    if do == "error" and os.path.exists(pay.get("unless_file", "/nonexistent/x")):
+        do = "reply"
     if do == "error":
         for i in range(pay.get("stderr", 0)):
             log(f"detail line {i}")

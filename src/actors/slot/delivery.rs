@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{owner_id, take_settled, take_waker, wake, AgentSlot, InFlight, Next};
 use crate::actors::wake::HostMsg;
 use crate::envelope::Envelope;
-use crate::policies::breaker::BreakerState;
+use crate::policies::breaker::{Breaker, BreakerState};
 use crate::policies::systemic::{Admit, Verdict};
 use crate::store::dead::DeadReason;
 use crate::store::suspects::Pass;
@@ -214,6 +214,9 @@ impl AgentSlot {
         let mut inner = self.lock();
         if let Some(f) = inner.in_flight[replica].take() {
             self.end_attempt(&f, true);
+            if !inner.spared.is_empty() {
+                inner.spared.remove(&f.env.id.seq);
+            }
         }
         if let Some(state) = state {
             inner.state = state;
@@ -267,11 +270,29 @@ impl AgentSlot {
             .snapshot()
             .is_some_and(|b| b.state == BreakerState::HalfOpen);
         let verdict = self.systemic.on_failure(env.id.seq, error, now);
-        // A breaker's half-open trial that fails is counted, but never dead-letters
-        // the message: the breaker opens again and the message waits, so an open
-        // breaker cannot lose one message per few cool-downs.
         let spec = self.spec();
-        let trial_exhausted = breaker_trial && retry && env.attempt >= spec.max_attempts;
+        // The last attempt failing as the breaker opens (or as its half-open trial
+        // fails) does not dead-letter the message: the breaker blames the agent,
+        // and the message waits for the trial after the cool-down, so an open
+        // breaker cannot lose one message per few cool-downs.
+        // Until another message succeeds: once one has since this message was
+        // spared, the agent is healthy and the failure is this message's own (a
+        // poison message cannot keep the breaker open).
+        let opens = retry && self.breaker().is_some_and(Breaker::failure_opens);
+        let handled = self.stats.handled.load(Ordering::Relaxed);
+        let spared = (breaker_trial || opens)
+            && retry
+            && env.attempt >= spec.max_attempts
+            && inner
+                .spared
+                .get(&env.id.seq)
+                .is_none_or(|since| *since == handled);
+        if spared {
+            inner.spared.insert(env.id.seq, handled);
+        } else {
+            inner.spared.remove(&env.id.seq);
+        }
+        let trial_exhausted = spared;
         if trial_exhausted || verdict != Verdict::Charge {
             // Not the message's fault (the agent is failing for every message): the
             // attempt is refunded and the message waits at the head, never

@@ -112,6 +112,9 @@ struct Inner {
     keys: IdemMap,
     /// Being deleted: sends are refused as to an unknown agent.
     closed: bool,
+    /// Messages spared from dead-lettering because the breaker blamed the agent
+    /// for their last failure: sequence -> `handled` count when spared.
+    spared: std::collections::HashMap<u64, u64>,
 }
 
 impl Inner {
@@ -203,6 +206,7 @@ impl AgentSlot {
                 next_seq: r.next_seq.max(1),
                 keys: r.keys,
                 closed: false,
+                spared: Default::default(),
             }),
             spec: RwLock::new(Arc::new(spec)),
         };
