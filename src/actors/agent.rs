@@ -100,6 +100,9 @@ pub enum ErrorKind {
     /// The handler emitted to an agent its `to` does not list: dead-letter the
     /// message (`route_not_allowed`); nothing it emitted is sent.
     RouteNotAllowed,
+    /// Dead-letter the message now with this reason (a workflow kind's verdict,
+    /// such as `no_route`); the attempt counts.
+    Reject(crate::store::dead::DeadReason),
 }
 
 impl AgentError {
@@ -132,6 +135,15 @@ impl AgentError {
 }
 
 impl AgentError {
+    /// Dead-letter the message now with `reason` (`no_route`, `max_cycles`, ...).
+    pub fn reject(reason: crate::store::dead::DeadReason, message: impl Into<String>) -> Self {
+        AgentError {
+            kind: ErrorKind::Reject(reason),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// The upstream rate-limited us (HTTP 429): pause this agent's limiters for
     /// `retry_after`, then retry the message (no attempt is counted).
     pub fn rate_limited(retry_after: std::time::Duration) -> Self {

@@ -192,15 +192,32 @@ impl Actor for AgentHost {
 }
 
 /// The agents an agent may emit to: its `to` (a common key of every kind), and
-/// its `on_dead_letter` target; `None` (any) when it has no `to`.
+/// the targets named elsewhere in its own config (`on_dead_letter`, `default`,
+/// `exhausted`, `on_fail`, `on_reject`, a router's `routes`); `None` (any) when it
+/// has no `to`.
 fn allowed_routes(spec: &crate::actors::AgentSpec) -> Option<Arc<[String]>> {
     let to = spec.options.get("to")?.as_array()?;
     let mut v: Vec<String> = to
         .iter()
         .filter_map(|t| t.as_str().map(str::to_string))
         .collect();
-    if let Some(d) = spec.options.get("on_dead_letter").and_then(|d| d.as_str()) {
-        v.push(d.to_string());
+    for key in [
+        "on_dead_letter",
+        "default",
+        "exhausted",
+        "on_fail",
+        "on_reject",
+    ] {
+        if let Some(d) = spec.options.get(key).and_then(|d| d.as_str()) {
+            v.push(d.to_string());
+        }
+    }
+    if let Some(routes) = spec.options.get("routes").and_then(|r| r.as_object()) {
+        v.extend(
+            routes
+                .values()
+                .filter_map(|t| t.as_str().map(str::to_string)),
+        );
     }
     Some(v.into())
 }
@@ -286,6 +303,15 @@ async fn deliver(
     match result {
         Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
+        Err(AgentError {
+            kind: ErrorKind::Reject(reason),
+            message,
+            ..
+        }) => {
+            tracing::info!(agent = %slot.name, message_id = %env.id, reason = reason.as_str(), "{message}");
+            slot.dead_letter(st.replica, me, reason, &message, true);
+            Ok(Outcome::Failed)
+        }
         Err(e) if e.kind == ErrorKind::RouteNotAllowed => {
             tracing::warn!(agent = %slot.name, message_id = %env.id, "{}", e.message);
             slot.dead_letter(

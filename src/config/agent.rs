@@ -190,6 +190,9 @@ impl TreeBuilder<'_, '_> {
         if kind == "llm" {
             check_llm(s)?;
         }
+        if kind == "router" {
+            self.check_router(name, s)?;
+        }
         match spec.options.get("path") {
             None => {}
             Some(Json::String(p)) if p.is_empty() => {
@@ -210,6 +213,62 @@ impl TreeBuilder<'_, '_> {
             }
         }
         Ok(spec)
+    }
+}
+
+impl TreeBuilder<'_, '_> {
+    /// A router's own keys: `field` a JSON pointer, `routes` a table of agent
+    /// names, `default` and `exhausted` agents, `max_cycles` at least 1,
+    /// `exhausted` only with `max_cycles`.
+    fn check_router(&self, name: &str, s: &Section) -> Result<(), ConfigError> {
+        if let Some(f) = s.str("field")? {
+            if !f.is_empty() && !f.starts_with('/') {
+                return Err(s.err(
+                    "field",
+                    format!("{f:?} is not a JSON pointer; write \"/{f}\""),
+                ));
+            }
+        }
+        let agent = |key: &str, target: &str| -> Result<(), ConfigError> {
+            if target == name {
+                return Err(s.err(key, "names the router itself"));
+            }
+            if self.check_targets && !self.agents.contains_key(target) {
+                let hint =
+                    did_you_mean(target, self.agents.keys().map(String::as_str), Quote::Name)
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                return Err(s.err(key, format!("no agent '{target}'{hint}")));
+            }
+            Ok(())
+        };
+        if let Some(v) = s.table.get("routes") {
+            let Some(t) = v.as_table() else {
+                return Err(s.err(
+                    "routes",
+                    "must be a table of agent names: routes = { sales = \"sales\" }",
+                ));
+            };
+            for (k, v) in t {
+                let Some(target) = v.as_str() else {
+                    return Err(s.err(&format!("routes.{k}"), "must be an agent name"));
+                };
+                agent(&format!("routes.{k}"), target)?;
+            }
+        }
+        for key in ["default", "exhausted"] {
+            if let Some(t) = s.str(key)? {
+                agent(key, t)?;
+            }
+        }
+        let cycles = s.int("max_cycles", 1, 1_000_000)?;
+        if s.table.contains_key("exhausted") && cycles.is_none() {
+            return Err(s.err(
+                "exhausted",
+                "needs max_cycles: the pass after max_cycles goes to exhausted",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -156,6 +156,8 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::HopBudgetExhausted => 2,
         DeadReason::DeadlineExceeded => 3,
         DeadReason::RouteNotAllowed => 4,
+        DeadReason::NoRoute => 5,
+        DeadReason::MaxCycles => 6,
     }
 }
 
@@ -179,6 +181,8 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
         2 => DeadReason::HopBudgetExhausted,
         3 => DeadReason::DeadlineExceeded,
         4 => DeadReason::RouteNotAllowed,
+        5 => DeadReason::NoRoute,
+        6 => DeadReason::MaxCycles,
         other => {
             return Err(CodecError::Corrupt(format!(
                 "unknown dead-letter reason {other}"

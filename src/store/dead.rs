@@ -22,6 +22,10 @@ pub enum DeadReason {
     DeadlineExceeded,
     /// The handler emitted to an agent outside its `to`.
     RouteNotAllowed,
+    /// A router found no route and has no default.
+    NoRoute,
+    /// A correlation passed a router (or a validator) more than `max_cycles` times.
+    MaxCycles,
 }
 
 impl DeadReason {
@@ -33,6 +37,8 @@ impl DeadReason {
             DeadReason::HopBudgetExhausted => "hop_budget_exhausted",
             DeadReason::DeadlineExceeded => "deadline_exceeded",
             DeadReason::RouteNotAllowed => "route_not_allowed",
+            DeadReason::NoRoute => "no_route",
+            DeadReason::MaxCycles => "max_cycles",
         }
     }
 }

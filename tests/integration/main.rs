@@ -20,3 +20,4 @@ mod store;
 mod supervision;
 mod supervision_model;
 mod webhooks;
+mod workflows;

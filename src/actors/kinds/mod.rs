@@ -10,6 +10,7 @@ mod effects;
 pub mod exec;
 pub mod http;
 pub mod llm;
+pub mod router;
 pub mod sink;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,7 @@ impl Kinds {
         k.map.insert("exec".into(), exec::info());
         k.map.insert("http".into(), http::info());
         k.map.insert("llm".into(), llm::info());
+        k.map.insert("router".into(), router::info());
         k.map.insert("sink".into(), sink::info());
         k
     }

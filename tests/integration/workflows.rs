@@ -1,0 +1,145 @@
+//! Workflow kinds (issue 13) through the real binary: `router`.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{json_lines, wait_until_blocking, Sandbox};
+
+const T: Duration = Duration::from_secs(20);
+
+const ROUTERS: &str = r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["sales", "ops", "human", "reviser", "route", "review"]
+
+[agent.route]
+kind = "router"
+field = "/dept"
+routes = { sales = "sales", ops = "ops", "7" = "ops" }
+to = []
+
+[agent.review]
+kind = "router"
+field = "/verdict"
+routes = { revise = "reviser" }
+default = "sales"
+max_cycles = 2
+exhausted = "human"
+
+[agent.reviser]
+kind = "echo"
+to = ["review"]
+
+[agent.sales]
+kind = "sink"
+path = "{dir}/sales.jsonl"
+
+[agent.ops]
+kind = "sink"
+path = "{dir}/ops.jsonl"
+
+[agent.human]
+kind = "sink"
+path = "{dir}/human.jsonl"
+"#;
+
+#[test]
+fn a_router_routes_by_a_field_and_dead_letters_what_it_cannot_route() {
+    let sb = Sandbox::new(ROUTERS);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    for p in [
+        json!({"dept": "sales", "n": 1}),
+        json!({"dept": "ops", "n": 2}),
+        json!({"dept": 7, "n": 3}),
+    ] {
+        assert_eq!(
+            c.req(json!({"op": "send", "to": "route", "payload": p}))["ok"],
+            true
+        );
+    }
+    wait_until_blocking("routed", T, || {
+        json_lines(&sb.path("sales.jsonl")).len() == 1
+            && json_lines(&sb.path("ops.jsonl")).len() == 2
+    });
+    assert_eq!(
+        json_lines(&sb.path("sales.jsonl"))[0]["payload"],
+        json!({"dept": "sales", "n": 1}),
+        "unchanged"
+    );
+    // no match, no default: no_route, with the value named
+    c.req(json!({"op": "send", "to": "route", "payload": {"dept": "hr"}}));
+    c.req(json!({"op": "send", "to": "route", "payload": {"other": 1}}));
+    wait_until_blocking("dead-lettered", T, || {
+        c.req(json!({"op": "dlq_list", "agent": "route"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+    });
+    let dl = c.req(json!({"op": "dlq_list", "agent": "route"}))["result"].clone();
+    assert_eq!(dl[0]["reason"], "no_route");
+    assert!(
+        dl[0]["last_error"].as_str().unwrap().contains("\"hr\""),
+        "{dl}"
+    );
+    assert_eq!(dl[0]["attempts"], 1);
+    // routes are allowed though `to` is empty
+    assert!(json_lines(&sb.path("ops.jsonl")).len() == 2);
+}
+
+#[test]
+fn a_review_loop_ends_at_max_cycles_in_the_exhausted_queue_once_per_correlation() {
+    let sb = Sandbox::new(ROUTERS);
+    let mut d = sb.start_ready();
+    let mut c = sb.conn();
+    // always "revise": review -> reviser -> review ... the 3rd pass goes to human
+    let r = c.req(json!({"op": "send", "to": "review", "payload": {"verdict": "revise", "doc": "v1"}, "correlation": "task-1"}));
+    assert_eq!(r["ok"], true);
+    wait_until_blocking("exhausted", T, || {
+        json_lines(&sb.path("human.jsonl")).len() == 1
+    });
+    let h = &json_lines(&sb.path("human.jsonl"))[0];
+    assert_eq!(h["payload"]["cycles"], 3, "{h}");
+    assert_eq!(h["payload"]["payload"]["doc"], "v1");
+    assert_eq!(h["correlation"], "task-1");
+    // another correlation has its own count; an approved one goes to the default
+    c.req(json!({"op": "send", "to": "review", "payload": {"verdict": "ok"}, "correlation": "task-2"}));
+    wait_until_blocking("approved", T, || {
+        json_lines(&sb.path("sales.jsonl")).len() == 1
+    });
+    // the count is committed state: after a SIGKILL, task-1 is still exhausted
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    c.req(json!({"op": "send", "to": "review", "payload": {"verdict": "revise", "doc": "v2"}, "correlation": "task-1"}));
+    wait_until_blocking("exhausted again at once", T, || {
+        json_lines(&sb.path("human.jsonl")).len() == 2
+    });
+    assert_eq!(
+        json_lines(&sb.path("human.jsonl"))[1]["payload"]["cycles"],
+        4
+    );
+}
+
+#[test]
+fn router_configs_are_checked() {
+    let bad = [
+        ("field = \"dept\"", "is not a JSON pointer"),
+        (
+            "field = \"/d\"\nroutes = { a = \"nobody\" }",
+            "no agent 'nobody'",
+        ),
+        ("field = \"/d\"\nexhausted = \"out\"", "needs max_cycles"),
+        ("field = \"/d\"\ndefault = \"r\"", "names the router itself"),
+    ];
+    for (keys, needle) in bad {
+        let (code, err) = crate::common::check(&format!(
+            "[supervisor.root]\nchildren = [\"r\", \"out\"]\n[agent.out]\nkind = \"echo\"\n[agent.r]\nkind = \"router\"\n{keys}\n"
+        ));
+        assert_eq!(code, 2, "{keys}: {err}");
+        assert!(err.contains(needle), "{keys}: {err}");
+    }
+}
