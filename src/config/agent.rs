@@ -193,6 +193,9 @@ impl TreeBuilder<'_, '_> {
         if kind == "router" {
             self.check_router(name, s)?;
         }
+        if kind == "validate" {
+            self.check_validate(name, s)?;
+        }
         match spec.options.get("path") {
             None => {}
             Some(Json::String(p)) if p.is_empty() => {
@@ -217,6 +220,24 @@ impl TreeBuilder<'_, '_> {
 }
 
 impl TreeBuilder<'_, '_> {
+    /// A validator's own keys: the schema file compiles (JSON Schema 2020-12),
+    /// `on_fail` is another agent, `max_cycles` at least 1.
+    fn check_validate(&self, name: &str, s: &Section) -> Result<(), ConfigError> {
+        if let Some(path) = s.str("schema")? {
+            crate::actors::kinds::validate::load_schema(path).map_err(|e| s.err("schema", e))?;
+        }
+        if let Some(t) = s.str("on_fail")? {
+            if t == name {
+                return Err(s.err("on_fail", "names the validator itself"));
+            }
+            if self.check_targets && !self.agents.contains_key(t) {
+                return Err(s.err("on_fail", format!("no agent '{t}'")));
+            }
+        }
+        s.int("max_cycles", 1, 1_000_000)?;
+        Ok(())
+    }
+
     /// A router's own keys: `field` a JSON pointer, `routes` a table of agent
     /// names, `default` and `exhausted` agents, `max_cycles` at least 1,
     /// `exhausted` only with `max_cycles`.

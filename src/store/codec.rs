@@ -158,6 +158,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::RouteNotAllowed => 4,
         DeadReason::NoRoute => 5,
         DeadReason::MaxCycles => 6,
+        DeadReason::Invalid => 7,
     }
 }
 
@@ -183,6 +184,7 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
         4 => DeadReason::RouteNotAllowed,
         5 => DeadReason::NoRoute,
         6 => DeadReason::MaxCycles,
+        7 => DeadReason::Invalid,
         other => {
             return Err(CodecError::Corrupt(format!(
                 "unknown dead-letter reason {other}"

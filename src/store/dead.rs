@@ -26,6 +26,8 @@ pub enum DeadReason {
     NoRoute,
     /// A correlation passed a router (or a validator) more than `max_cycles` times.
     MaxCycles,
+    /// A validator found the payload invalid and has no `on_fail`.
+    Invalid,
 }
 
 impl DeadReason {
@@ -39,6 +41,7 @@ impl DeadReason {
             DeadReason::RouteNotAllowed => "route_not_allowed",
             DeadReason::NoRoute => "no_route",
             DeadReason::MaxCycles => "max_cycles",
+            DeadReason::Invalid => "invalid",
         }
     }
 }

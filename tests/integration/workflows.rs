@@ -143,3 +143,100 @@ fn router_configs_are_checked() {
         assert!(err.contains(needle), "{keys}: {err}");
     }
 }
+
+const SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["steps"],
+  "properties": {"steps": {"type": "array", "minItems": 1, "items": {"type": "string"}}}
+}"#;
+
+fn validate_tree(extra: &str) -> String {
+    format!(
+        r#"
+[daemon]
+data_dir = "{{dir}}/data"
+
+[supervisor.root]
+children = ["next", "planner", "check"]
+
+[agent.check]
+kind = "validate"
+schema = "{{dir}}/plan.json"
+to = ["next"]
+{extra}
+
+[agent.planner]
+kind = "sink"
+path = "{{dir}}/planner.jsonl"
+
+[agent.next]
+kind = "sink"
+path = "{{dir}}/next.jsonl"
+"#
+    )
+}
+
+#[test]
+fn a_validator_passes_valid_work_on_and_sends_invalid_work_back_until_max_cycles() {
+    let sb = Sandbox::new(&validate_tree("on_fail = \"planner\"\nmax_cycles = 2"));
+    std::fs::write(sb.path("plan.json"), SCHEMA).unwrap();
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    c.req(json!({"op": "send", "to": "check", "payload": {"steps": ["a", "b"]}}));
+    wait_until_blocking("passed on", T, || {
+        json_lines(&sb.path("next.jsonl")).len() == 1
+    });
+    // invalid twice in one correlation: back to the planner with the errors
+    for _ in 0..2 {
+        c.req(json!({"op": "send", "to": "check", "payload": {"steps": []}, "correlation": "t-1"}));
+    }
+    wait_until_blocking("sent back twice", T, || {
+        json_lines(&sb.path("planner.jsonl")).len() == 2
+    });
+    let back = &json_lines(&sb.path("planner.jsonl"))[0]["payload"];
+    assert_eq!(back["input"], json!({"steps": []}));
+    assert_eq!(back["errors"][0]["path"], "/steps", "{back}");
+    // the third failure of t-1 is dead-lettered max_cycles
+    c.req(json!({"op": "send", "to": "check", "payload": {"nope": 1}, "correlation": "t-1"}));
+    wait_until_blocking("max_cycles", T, || {
+        c.req(json!({"op": "dlq_list", "agent": "check"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let dl = c.req(json!({"op": "dlq_list", "agent": "check"}))["result"][0].clone();
+    assert_eq!(dl["reason"], "max_cycles", "{dl}");
+    assert_eq!(json_lines(&sb.path("planner.jsonl")).len(), 2);
+}
+
+#[test]
+fn without_on_fail_invalid_work_is_dead_lettered_and_bad_schemas_are_config_errors() {
+    let sb = Sandbox::new(&validate_tree(""));
+    std::fs::write(sb.path("plan.json"), SCHEMA).unwrap();
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    c.req(json!({"op": "send", "to": "check", "payload": {"steps": "x"}}));
+    wait_until_blocking("invalid", T, || {
+        c.req(json!({"op": "dlq_list", "agent": "check"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let dl = c.req(json!({"op": "dlq_list", "agent": "check"}))["result"][0].clone();
+    assert_eq!(dl["reason"], "invalid");
+    assert!(
+        dl["last_error"].as_str().unwrap().contains("/steps"),
+        "{dl}"
+    );
+    // a schema that is not one: warden check names the file
+    let sb = Sandbox::new(&validate_tree(""));
+    std::fs::write(sb.path("plan.json"), r#"{"type": 12}"#).unwrap();
+    let out = sb.run(&["check", "--config", "warden.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agent.check.schema")
+            && err.contains("plan.json")
+            && err.contains("not a valid JSON Schema"),
+        "{err}"
+    );
+}

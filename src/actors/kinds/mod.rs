@@ -12,6 +12,7 @@ pub mod http;
 pub mod llm;
 pub mod router;
 pub mod sink;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ impl Kinds {
         k.map.insert("http".into(), http::info());
         k.map.insert("llm".into(), llm::info());
         k.map.insert("router".into(), router::info());
+        k.map.insert("validate".into(), validate::info());
         k.map.insert("sink".into(), sink::info());
         k
     }
