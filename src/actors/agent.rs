@@ -198,6 +198,8 @@ pub struct Context {
     pub(crate) tokens_taken: u64,
     /// The agents it may emit to (its `to`); `None`: any.
     pub(crate) allowed: Option<Arc<[String]>>,
+    /// Where `notify` publishes (the tree's event bus).
+    pub(crate) events: Option<tokio::sync::broadcast::Sender<crate::actors::event::TreeEvent>>,
 }
 
 impl Context {
@@ -218,6 +220,20 @@ impl Context {
             limiters,
             tokens_taken: 0,
             allowed: None,
+            events: None,
+        }
+    }
+
+    /// Publishes a lifecycle event about this agent (`warden ctl watch` shows it):
+    /// `event` names it, `detail` says what.
+    pub fn notify(&self, event: &'static str, detail: String) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(crate::actors::event::TreeEvent {
+                event,
+                name: self.message.id.agent.to_string(),
+                reason: Some(detail),
+                at_ms: crate::envelope::now_ms(),
+            });
         }
     }
 

@@ -212,6 +212,9 @@ fn allowed_routes(spec: &crate::actors::AgentSpec) -> Option<Arc<[String]>> {
             v.push(d.to_string());
         }
     }
+    if spec.kind == "approve" {
+        v.push(spec.name.clone()); // a rejection without on_reject goes through itself
+    }
     if let Some(routes) = spec.options.get("routes").and_then(|r| r.as_object()) {
         v.extend(
             routes
@@ -280,6 +283,7 @@ async fn deliver(
         st.limiters.clone(),
     );
     ctx.allowed = st.allowed.clone();
+    ctx.events = slot.events();
     let fault = if spec.accept_faults {
         faults::directive(&env.payload, env.attempt)
     } else {

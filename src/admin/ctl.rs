@@ -141,6 +141,31 @@ enum CtlCommand {
         #[arg(long = "for")]
         for_: Option<String>,
     },
+    /// List the items waiting for a person at approve agents.
+    Approvals {
+        /// Only this agent's.
+        agent: Option<String>,
+    },
+    /// Approve a waiting item: it goes on to the agent's `to`.
+    Approve {
+        /// The approve agent.
+        agent: String,
+        /// The item's id (from `approvals`).
+        id: String,
+        /// Hand on this payload instead (a fixed one), as JSON.
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Reject a waiting item: it goes to `on_reject`, or to the dead letters.
+    Reject {
+        /// The approve agent.
+        agent: String,
+        /// The item's id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Read the config file again and apply it without a restart (as SIGHUP does):
     /// new children started, removed ones stopped, changed ones updated or
     /// restarted, the rest untouched.
@@ -345,6 +370,31 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
                 None,
             )
         }
+        Approvals { agent } => ("approvals", strip_nulls(json!({"agent": agent})), None),
+        Approve {
+            agent,
+            id,
+            payload: p,
+        } => {
+            let p = match p {
+                Some(p) => Some(payload(p).map_err(|_| {
+                    Failure::Usage(
+                        "--payload is not JSON; quote it, such as '{\"text\":\"fixed\"}'".into(),
+                    )
+                })?),
+                None => None,
+            };
+            (
+                "approve",
+                strip_nulls(json!({"agent": agent, "item": id, "payload": p})),
+                None,
+            )
+        }
+        Reject { agent, id, reason } => (
+            "reject",
+            json!({"agent": agent, "item": id, "reason": reason}),
+            None,
+        ),
         Reload { dry_run } => (
             "reload",
             json!({"dry_run": dry_run}),

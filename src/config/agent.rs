@@ -196,6 +196,14 @@ impl TreeBuilder<'_, '_> {
         if kind == "validate" {
             self.check_validate(name, s)?;
         }
+        if let (Some(t), "approve") = (s.str("on_reject")?, kind) {
+            if t == name {
+                return Err(s.err("on_reject", "names the agent itself"));
+            }
+            if self.check_targets && !self.agents.contains_key(t) {
+                return Err(s.err("on_reject", format!("no agent '{t}'")));
+            }
+        }
         match spec.options.get("path") {
             None => {}
             Some(Json::String(p)) if p.is_empty() => {

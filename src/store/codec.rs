@@ -159,6 +159,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::NoRoute => 5,
         DeadReason::MaxCycles => 6,
         DeadReason::Invalid => 7,
+        DeadReason::Rejected => 8,
     }
 }
 
@@ -185,6 +186,7 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
         5 => DeadReason::NoRoute,
         6 => DeadReason::MaxCycles,
         7 => DeadReason::Invalid,
+        8 => DeadReason::Rejected,
         other => {
             return Err(CodecError::Corrupt(format!(
                 "unknown dead-letter reason {other}"

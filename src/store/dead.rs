@@ -28,6 +28,8 @@ pub enum DeadReason {
     MaxCycles,
     /// A validator found the payload invalid and has no `on_fail`.
     Invalid,
+    /// A person rejected it (`warden ctl reject`) and there is no `on_reject`.
+    Rejected,
 }
 
 impl DeadReason {
@@ -42,6 +44,7 @@ impl DeadReason {
             DeadReason::NoRoute => "no_route",
             DeadReason::MaxCycles => "max_cycles",
             DeadReason::Invalid => "invalid",
+            DeadReason::Rejected => "rejected",
         }
     }
 }

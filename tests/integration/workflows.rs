@@ -240,3 +240,95 @@ fn without_on_fail_invalid_work_is_dead_lettered_and_bad_schemas_are_config_erro
         "{err}"
     );
 }
+
+#[test]
+fn an_approval_gate_holds_items_for_a_person_across_a_crash() {
+    let sb = Sandbox::new(
+        r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["publish", "gate"]
+
+[agent.gate]
+kind = "approve"
+to = ["publish"]
+
+[agent.publish]
+kind = "sink"
+path = "{dir}/publish.jsonl"
+"#,
+    );
+    let mut d = sb.start_ready();
+    let mut watch = sb.conn();
+    watch.write_raw(b"{\"op\":\"watch\"}\n");
+    let mut c = sb.conn();
+    for doc in ["draft-1", "draft-2"] {
+        let r = c.req(json!({"op": "send", "to": "gate", "payload": {"doc": doc}}));
+        assert_eq!(r["ok"], true);
+    }
+    // a watch event for each waiting item
+    let mut waiting = 0;
+    while waiting < 2 {
+        let e = watch.read()["event"].clone();
+        if e["event"] == "approval_waiting" {
+            assert_eq!(e["name"], "gate", "{e}");
+            waiting += 1;
+        }
+    }
+    let items = sb.ctl_json(&["approvals"]);
+    assert_eq!(items.as_array().unwrap().len(), 2, "{items}");
+    let (id1, id2) = (
+        items[0]["id"].as_str().unwrap().to_string(),
+        items[1]["id"].as_str().unwrap().to_string(),
+    );
+    // pending items survive a SIGKILL: they are committed state
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    assert_eq!(
+        sb.ctl_json(&["approvals", "gate"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // approve the first with a fixed payload; it goes on once
+    let out = sb.ctl(&["approve", "gate", &id1, "--payload", "{\"doc\":\"fixed\"}"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until_blocking("published", T, || {
+        json_lines(&sb.path("publish.jsonl")).len() == 1
+    });
+    assert_eq!(
+        json_lines(&sb.path("publish.jsonl"))[0]["payload"],
+        json!({"doc": "fixed"})
+    );
+    // deciding it again: not found
+    let out = sb.ctl(&["approve", "gate", &id1]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pending item"));
+    // reject the second: no on_reject, so a dead letter `rejected` holding it
+    let out = sb.ctl(&["reject", "gate", &id2, "--reason", "off topic"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = sb.conn();
+    wait_until_blocking("rejected", T, || {
+        c.req(json!({"op": "dlq_list", "agent": "gate"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let dl = c.req(json!({"op": "dlq_list", "agent": "gate"}))["result"][0].clone();
+    assert_eq!(dl["reason"], "rejected", "{dl}");
+    assert!(dl["last_error"].as_str().unwrap().contains("off topic"));
+    assert_eq!(dl["payload"]["__rejected"]["payload"]["doc"], "draft-2");
+    assert!(sb.ctl_json(&["approvals"]).as_array().unwrap().is_empty());
+    assert_eq!(json_lines(&sb.path("publish.jsonl")).len(), 1);
+}

@@ -4,6 +4,7 @@
 //! [`Kinds::register`] before starting the runtime; config validation then accepts
 //! the new kind and its option keys.
 
+pub mod approve;
 pub mod counter;
 pub mod echo;
 mod effects;
@@ -60,6 +61,7 @@ impl Kinds {
         k.map.insert("http".into(), http::info());
         k.map.insert("llm".into(), llm::info());
         k.map.insert("router".into(), router::info());
+        k.map.insert("approve".into(), approve::info());
         k.map.insert("validate".into(), validate::info());
         k.map.insert("sink".into(), sink::info());
         k

@@ -321,6 +321,11 @@ impl AgentSlot {
         true
     }
 
+    /// Where this agent's lifecycle events go, once it is in a tree.
+    pub(crate) fn events(&self) -> Option<tokio::sync::broadcast::Sender<TreeEvent>> {
+        self.events.get().cloned()
+    }
+
     /// Lets this slot find other agents' slots by name (`on_dead_letter`).
     pub(crate) fn set_resolver(&self, r: Resolver) {
         let _ = self.resolve.set(r);

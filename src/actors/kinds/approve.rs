@@ -1,0 +1,144 @@
+//! `approve`: a person decides (DESIGN section 10).
+//!
+//! ```toml
+//! [agent.gate]
+//! kind = "approve"
+//! to = ["publish"]          # approved items go on here
+//! on_reject = "planner"     # optional: rejected items go here, with the reason
+//! ```
+//!
+//! Each message becomes a pending item in the agent's committed state (so it
+//! survives restarts and crashes), announced by an `approval_waiting` event
+//! (`warden ctl watch`). `warden ctl approvals`, `approve AGENT ID [--payload
+//! JSON]` and `reject AGENT ID --reason TEXT` decide: the decision is itself a
+//! message to the agent (`{"__approval": {...}}`), so taking the item out of the
+//! pending set and handing it on commit together, once. Approved: the payload (or
+//! the person's fixed one) goes to every agent in `to`. Rejected: to `on_reject`
+//! as `{"rejected": payload, "reason": ..}`, or, without `on_reject`, dead-lettered
+//! `rejected` (by a second message to itself, `{"__rejected": ..}`, whose dead
+//! letter holds the item and the reason).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::KindInfo;
+use crate::actors::agent::{Agent, AgentError, Context};
+use crate::store::dead::DeadReason;
+
+/// The option keys of an approval gate.
+pub const OPTIONS: &[&str] = &["on_reject"];
+
+struct Approve {
+    me: String,
+    to: Vec<String>,
+    on_reject: Option<String>,
+}
+
+pub(super) fn info() -> KindInfo {
+    KindInfo {
+        options: OPTIONS,
+        required: &[],
+        agent_lists: &[],
+        build: Arc::new(|spec| {
+            let o = &spec.options;
+            Ok(Box::new(Approve {
+                me: spec.name.clone(),
+                to: o
+                    .get("to")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                on_reject: o
+                    .get("on_reject")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }))
+        }),
+    }
+}
+
+/// The pending items in an approval gate's state, oldest first.
+pub fn pending(state: &Value) -> Vec<Value> {
+    let mut v: Vec<Value> = state["pending"]
+        .as_object()
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    v.sort_by_key(|i| i["since_ms"].as_u64().unwrap_or(0));
+    v
+}
+
+#[async_trait::async_trait]
+impl Agent for Approve {
+    async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        let payload = ctx.payload().clone();
+        if let Some(r) = payload.get("__rejected") {
+            return Err(AgentError::reject(
+                DeadReason::Rejected,
+                format!(
+                    "rejected by a person: {} (item {})",
+                    r["reason"].as_str().unwrap_or(""),
+                    r["id"].as_str().unwrap_or("?")
+                ),
+            ));
+        }
+        let mut state = ctx.state().clone();
+        if !state.is_object() {
+            state = json!({});
+        }
+        if state.get("pending").is_none_or(|p| !p.is_object()) {
+            state["pending"] = json!({});
+        }
+        let Some(decision) = payload.get("__approval") else {
+            // a new item waits
+            let m = ctx.message();
+            let id = m.id.to_string();
+            state["pending"][&id] = json!({
+                "id": id,
+                "payload": payload,
+                "correlation": &*m.correlation,
+                "since_ms": crate::envelope::now_ms(),
+            });
+            ctx.set_state(state);
+            ctx.notify("approval_waiting", id.clone());
+            ctx.reply(json!({"pending": id}));
+            return Ok(());
+        };
+        let id = decision["id"].as_str().unwrap_or("").to_string();
+        let Some(item) = state["pending"].as_object_mut().and_then(|p| p.remove(&id)) else {
+            ctx.reply(json!({"error": "not_found", "message": format!("no pending item '{id}' at '{}'", self.me)}));
+            return Ok(());
+        };
+        let original = item["payload"].clone();
+        match decision["decision"].as_str() {
+            Some("approve") => {
+                let out = decision.get("payload").cloned().unwrap_or(original);
+                for to in &self.to {
+                    ctx.emit(to, out.clone())?;
+                }
+                ctx.reply(json!({"approved": id}));
+            }
+            Some("reject") => {
+                let reason = decision["reason"].as_str().unwrap_or("").to_string();
+                match &self.on_reject {
+                    Some(to) => ctx.emit(to, json!({"rejected": original, "reason": reason}))?,
+                    None => {
+                        let me = self.me.clone();
+                        ctx.emit(&me, json!({"__rejected": {"id": id, "reason": reason, "payload": original}}))?
+                    }
+                }
+                ctx.reply(json!({"rejected": id}));
+            }
+            _ => {
+                ctx.reply(json!({"error": "bad_request", "message": "decision must be approve or reject"}));
+                return Ok(());
+            }
+        }
+        ctx.set_state(state);
+        Ok(())
+    }
+}
