@@ -48,6 +48,7 @@ pub struct HostHandle {
     pub(crate) cell: ractor::ActorCell,
     pub(crate) agent: Arc<str>,
     pub(crate) replica: usize,
+    pub(crate) slot: std::sync::Weak<AgentSlot>,
 }
 
 impl HostHandle {
@@ -59,6 +60,34 @@ impl HostHandle {
     /// Which replica this incarnation runs (0-based).
     pub fn replica(&self) -> usize {
         self.replica
+    }
+
+    /// The agent's committed state now.
+    pub fn state(&self) -> Value {
+        self.slot
+            .upgrade()
+            .map(|s| s.state())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Puts a message into the agent's own mailbox (a timer's tick), with an
+    /// idempotency key so the same `key` is accepted once within the retention.
+    /// Returns false if it was refused (the mailbox is full, or gone).
+    pub fn send_self(&self, payload: Value, key: String) -> bool {
+        let Some(slot) = self.slot.upgrade() else {
+            return false;
+        };
+        let parts = crate::actors::slot::Parts {
+            payload,
+            correlation: None,
+            causation: None,
+            hops: 0,
+            deadline_ms: None,
+            key: Some(key),
+            reply_to: None,
+            trace: None,
+        };
+        slot.accept(parts).is_ok()
     }
 
     /// Ends this incarnation after its current message with `reason`: `normal`

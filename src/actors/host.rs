@@ -116,6 +116,7 @@ impl Actor for AgentHost {
             cell: myself.get_cell(),
             agent: args.slot.name.clone(),
             replica: args.replica,
+            slot: Arc::downgrade(&args.slot),
         };
         behaviour.on_start(handle).await?;
         let allowed = allowed_routes(&args.slot.spec());

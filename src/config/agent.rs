@@ -196,6 +196,20 @@ impl TreeBuilder<'_, '_> {
         if kind == "validate" {
             self.check_validate(name, s)?;
         }
+        if kind == "timer" {
+            crate::actors::kinds::timer::Schedule::parse(s.str("every")?, s.str("cron")?).map_err(
+                |e| {
+                    s.err(
+                        if s.table.contains_key("cron") {
+                            "cron"
+                        } else {
+                            "every"
+                        },
+                        e,
+                    )
+                },
+            )?;
+        }
         if let (Some(t), "approve") = (s.str("on_reject")?, kind) {
             if t == name {
                 return Err(s.err("on_reject", "names the agent itself"));

@@ -13,6 +13,7 @@ pub mod http;
 pub mod llm;
 pub mod router;
 pub mod sink;
+pub mod timer;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,7 @@ impl Kinds {
         k.map.insert("llm".into(), llm::info());
         k.map.insert("router".into(), router::info());
         k.map.insert("approve".into(), approve::info());
+        k.map.insert("timer".into(), timer::info());
         k.map.insert("validate".into(), validate::info());
         k.map.insert("sink".into(), sink::info());
         k
