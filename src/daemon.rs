@@ -165,11 +165,22 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     tracing::info!(pid = std::process::id(), config = %config.file, socket = %config.daemon.socket.display(), "warden started");
     crate::service::notify("READY=1\nSTATUS=serving");
     let watchdog = tokio::spawn(crate::service::watchdog(runtime.clone(), stop_rx.clone()));
+    let metrics = config.telemetry.metrics_listen.map(|addr| {
+        let (rt, stop) = (runtime.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, rt, stop).await {
+                tracing::error!(listen = %addr, error = %e, "cannot serve metrics");
+            }
+        })
+    });
     let code = serve(&runtime, &store, &config, &mut term, stop_rx, &stop_tx).await;
     let _ = watchdog.await;
     let _ = stop_tx.send(true);
     let _ = admin.await;
     let _ = reloader.await;
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     store.close();
     code
 }

@@ -24,6 +24,7 @@
 //! - [`daemon`]: `warden run`: logging, signals, graceful shutdown, exit codes.
 //! - [`service`]: systemd's notify protocol (ready, stopping, watchdog).
 //! - [`telemetry`]: tracing subscriber set-up.
+//! - [`metrics`]: Prometheus metrics on `telemetry.metrics_listen`.
 //! - [`bench`](mod@bench): `warden bench` scenarios.
 //! - [`chaos`]: `warden chaos`: faults on a real daemon, and the history checker.
 //! - [`fake_llm`]: `warden fake-llm`, an OpenAI-compatible server for demos and tests.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod daemon;
 pub mod envelope;
 pub mod fake_llm;
+pub mod metrics;
 pub mod policies;
 pub mod runtime;
 pub mod service;

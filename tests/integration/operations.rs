@@ -367,3 +367,46 @@ path = "{{dir}}/fallback.jsonl"
         .collect();
     assert_eq!(notices.len(), 2, "each dead letter once: {lines:?}");
 }
+
+/// `telemetry.metrics_listen` serves the tree's counters in OpenMetrics text.
+#[test]
+fn metrics_are_served_in_openmetrics_text() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sb = Sandbox::new(&format!(
+        "{}\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+        config()
+    ));
+    let d = sb.start_ready();
+    d.wait_for_log("metrics at /metrics", T);
+    let mut c = sb.conn();
+    for i in 0..3 {
+        c.req(json!({"op": "send", "to": "out", "payload": {"i": i}}));
+    }
+    wait_until_blocking("handled", T, || {
+        json_lines(&sb.path("out.jsonl")).len() == 3
+    });
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let text = get();
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    for line in [
+        "warden_messages_accepted_total{agent=\"out\"} 3",
+        "warden_messages_handled_total{agent=\"out\"} 3",
+        "warden_mailbox_depth{agent=\"out\"} 0",
+        "warden_build_info{version=",
+        "# EOF",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+}

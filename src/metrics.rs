@@ -1,0 +1,230 @@
+//! Prometheus metrics on `telemetry.metrics_listen` (DESIGN sections 7 and 11):
+//! `GET /metrics` in OpenMetrics text, read from the running tree at scrape time
+//! (nothing on the message path): per agent `warden_messages_accepted_total`,
+//! `warden_messages_handled_total`, `warden_handle_failures_total`,
+//! `warden_dead_letters_total`, `warden_restarts_total`, `warden_mailbox_depth`
+//! (waiting + in flight), `warden_dead_letters_kept`; per limiter
+//! `warden_limiter_permits_total`, `warden_limiter_waits_total`,
+//! `warden_limiter_pauses_total`, `warden_limiter_tokens_total`; the store's
+//! `warden_store_commits_total`, `warden_store_flushes_total`,
+//! `warden_store_quarantined_total`; and `warden_build_info{version}`.
+//!
+//! Not yet: the latency histograms (`handle_seconds`, `commit_seconds`,
+//! `commit_batch_size`, `limiter_wait_seconds`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::Runtime;
+
+/// Reads the tree at each scrape.
+#[derive(Debug)]
+struct TreeCollector {
+    runtime: RuntimeRef,
+}
+
+/// The runtime, for `Debug` (which `Collector` asks for).
+struct RuntimeRef(Arc<Runtime>);
+
+impl std::fmt::Debug for RuntimeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Runtime")
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+fn family<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, M)],
+) -> Result<(), std::fmt::Error> {
+    let Some((_, first)) = rows.first() else {
+        return Ok(());
+    };
+    let mut m = enc.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, metric) in rows {
+        metric.encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for TreeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let rt = &self.runtime.0;
+        let registry = &rt.tree_context().registry;
+        let slots: Vec<_> = registry
+            .names()
+            .into_iter()
+            .filter_map(|n| registry.get(&n).map(|s| (n, s)))
+            .collect();
+        let by_agent = |n: &str| vec![("agent".to_string(), n.to_string())];
+        let counter =
+            |f: &dyn Fn(&crate::actors::AgentSlot) -> u64| -> Vec<(Labels, ConstCounter)> {
+                slots
+                    .iter()
+                    .map(|(n, s)| (by_agent(n), ConstCounter::new(f(s))))
+                    .collect()
+            };
+        family(
+            &mut enc,
+            "warden_messages_accepted",
+            "Messages accepted into the mailbox",
+            &counter(&|s| s.stats.accepted.load(Ordering::Relaxed)),
+        )?;
+        family(
+            &mut enc,
+            "warden_messages_handled",
+            "Messages handled and acked",
+            &counter(&|s| s.stats.handled.load(Ordering::Relaxed)),
+        )?;
+        family(
+            &mut enc,
+            "warden_handle_failures",
+            "Handling attempts that failed",
+            &counter(&|s| s.stats.failed_attempts.load(Ordering::Relaxed)),
+        )?;
+        family(
+            &mut enc,
+            "warden_dead_letters",
+            "Messages dead-lettered",
+            &counter(&|s| s.stats.dead_lettered.load(Ordering::Relaxed)),
+        )?;
+        family(
+            &mut enc,
+            "warden_restarts",
+            "Restarts of the agent's hosts",
+            &counter(&|s| s.stats.restarts.load(Ordering::Relaxed)),
+        )?;
+        let gauge = |f: &dyn Fn(&crate::actors::AgentSlot) -> i64| -> Vec<(Labels, ConstGauge)> {
+            slots
+                .iter()
+                .map(|(n, s)| (by_agent(n), ConstGauge::new(f(s))))
+                .collect()
+        };
+        family(
+            &mut enc,
+            "warden_mailbox_depth",
+            "Messages waiting or in flight",
+            &gauge(&|s| (s.pending() + s.in_flight()) as i64),
+        )?;
+        family(
+            &mut enc,
+            "warden_dead_letters_kept",
+            "Dead letters kept now",
+            &gauge(&|s| s.dead_count() as i64),
+        )?;
+        let limits = rt.tree_context().limits().snapshot();
+        let lim = |f: &dyn Fn(&crate::policies::rate_limit::LimiterSnapshot) -> u64| -> Vec<(Labels, ConstCounter)> {
+            limits
+                .iter()
+                .map(|(n, l)| (vec![("limiter".to_string(), n.clone())], ConstCounter::new(f(l))))
+                .collect()
+        };
+        family(
+            &mut enc,
+            "warden_limiter_permits",
+            "Permits granted",
+            &lim(&|l| l.permits),
+        )?;
+        family(
+            &mut enc,
+            "warden_limiter_waits",
+            "Permits that had to wait",
+            &lim(&|l| l.waits),
+        )?;
+        family(
+            &mut enc,
+            "warden_limiter_pauses",
+            "Pauses after a 429",
+            &lim(&|l| l.pauses),
+        )?;
+        family(
+            &mut enc,
+            "warden_limiter_tokens",
+            "Tokens taken",
+            &lim(&|l| l.tokens),
+        )?;
+        if let Some(store) = rt.store() {
+            let s = store.snapshot();
+            family(
+                &mut enc,
+                "warden_store_commits",
+                "Requests committed",
+                &[(vec![], ConstCounter::new(s.commits))],
+            )?;
+            family(
+                &mut enc,
+                "warden_store_flushes",
+                "Group commits flushed",
+                &[(vec![], ConstCounter::new(s.flushes))],
+            )?;
+            family(
+                &mut enc,
+                "warden_store_quarantined",
+                "Records quarantined at recovery",
+                &[(vec![], ConstCounter::new(s.quarantined))],
+            )?;
+        }
+        family(
+            &mut enc,
+            "warden_build_info",
+            "The running build",
+            &[(
+                vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())],
+                ConstGauge::new(1i64),
+            )],
+        )?;
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` on `listen` until `stop` turns true.
+pub async fn serve(
+    listen: SocketAddr,
+    runtime: Arc<Runtime>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "metrics at /metrics");
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(TreeCollector {
+        runtime: RuntimeRef(runtime),
+    }));
+    let registry = Arc::new(registry);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                    Ok(()) => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+use axum::response::IntoResponse;
