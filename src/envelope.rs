@@ -61,6 +61,21 @@ pub struct Envelope {
     pub trace: Option<String>,
     /// When the message was accepted, milliseconds since the Unix epoch.
     pub enqueued_ms: u64,
+    /// Which part of a fan-out this is (set by `fanout`, inherited by what handling
+    /// it emits, so parts reach their `join` through any worker).
+    #[serde(default)]
+    pub part: Option<Part>,
+}
+
+/// One part of a fan-out group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The group: the fan-out message's id.
+    pub group: Arc<str>,
+    /// Its index, from 0.
+    pub index: u32,
+    /// How many parts the group has.
+    pub count: u32,
 }
 
 impl Envelope {

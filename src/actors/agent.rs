@@ -86,6 +86,7 @@ impl HostHandle {
             key: Some(key),
             reply_to: None,
             trace: None,
+            part: None,
         };
         slot.accept(parts).is_ok()
     }
@@ -208,6 +209,8 @@ impl From<&str> for AgentError {
 pub(crate) struct Outgoing {
     pub(crate) to: Arc<AgentSlot>,
     pub(crate) payload: Value,
+    /// A fan-out part of its own (else it inherits the handled message's).
+    pub(crate) part: Option<crate::envelope::Part>,
 }
 
 /// The handler's view of one delivery.
@@ -301,7 +304,25 @@ impl Context {
             .registry
             .get(to)
             .ok_or_else(|| AgentError::non_retryable(self.registry.unknown_agent(to)))?;
-        self.emits.push(Outgoing { to: slot, payload });
+        self.emits.push(Outgoing {
+            to: slot,
+            payload,
+            part: None,
+        });
+        Ok(())
+    }
+
+    /// Emits `payload` to `to` as part `part` of a fan-out (the `fanout` kind).
+    pub(crate) fn emit_part(
+        &mut self,
+        to: &str,
+        payload: Value,
+        part: crate::envelope::Part,
+    ) -> Result<(), AgentError> {
+        self.emit(to, payload)?;
+        if let Some(last) = self.emits.last_mut() {
+            last.part = Some(part);
+        }
         Ok(())
     }
 

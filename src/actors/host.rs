@@ -386,7 +386,9 @@ async fn commit(
         }
     }
     let mut outgoing = Vec::with_capacity(emits.len() + 1);
-    let caused = |payload| Parts {
+    // what a handled message emits inherits its correlation, deadline, trace and
+    // fan-out part (a `fanout` sets each part's own)
+    let caused = |payload, part: Option<crate::envelope::Part>| Parts {
         payload,
         correlation: Some(message.correlation.clone()),
         causation: Some(message.id.clone()),
@@ -395,11 +397,14 @@ async fn commit(
         key: None,
         reply_to: None,
         trace: message.trace.clone(),
+        part: part.or_else(|| message.part.clone()),
     };
     let mut call_reply = None;
     for out in emits {
         store = store.or_else(|| out.to.store().cloned());
-        let env = out.to.prepare_emit(caused(out.payload), &mut batch);
+        let env = out
+            .to
+            .prepare_emit(caused(out.payload, out.part), &mut batch);
         outgoing.push((out.to, env));
     }
     match (&message.reply_to, reply) {
@@ -407,7 +412,7 @@ async fn commit(
         (Some(ReplyTo::Agent(name)), Some(r)) => match st.registry.get(name) {
             Some(to) => {
                 store = store.or_else(|| to.store().cloned());
-                let env = to.prepare_emit(caused(r), &mut batch);
+                let env = to.prepare_emit(caused(r, None), &mut batch);
                 outgoing.push((to, env));
             }
             None => {

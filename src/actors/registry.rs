@@ -154,6 +154,7 @@ impl Registry {
             key: opts.key,
             reply_to: opts.reply_to,
             trace: None,
+            part: None,
         };
         let span = tracing::trace_span!("warden.enqueue", agent = %slot.name);
         match span.in_scope(|| slot.accept(parts))? {

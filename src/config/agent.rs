@@ -196,6 +196,16 @@ impl TreeBuilder<'_, '_> {
         if kind == "validate" {
             self.check_validate(name, s)?;
         }
+        if kind == "fanout" {
+            if let Some(f) = s.str("items")? {
+                if !f.starts_with('/') {
+                    return Err(s.err(
+                        "items",
+                        format!("{f:?} is not a JSON pointer; write \"/{f}\""),
+                    ));
+                }
+            }
+        }
         if kind == "timer" {
             crate::actors::kinds::timer::Schedule::parse(s.str("every")?, s.str("cron")?).map_err(
                 |e| {

@@ -4,6 +4,10 @@
 //!
 //! The format is pinned by golden byte vectors in the tests below: a change to any
 //! record's layout must bump [`FORMAT`] and keep reading the old version.
+//!
+//! Versions: 1, the first; 2 adds an envelope's fan-out `part` (envelope and dead
+//! letter records). Every other record has the same layout in both; this build
+//! writes 2 and reads 1 and 2.
 
 use std::sync::Arc;
 
@@ -13,8 +17,10 @@ use serde_json::Value;
 use super::dead::{DeadLetter, DeadReason};
 use crate::envelope::{Envelope, MessageId, ReplyTo};
 
-/// The record format this build writes and reads.
-pub const FORMAT: u8 = 1;
+/// The record format this build writes (and the newest it reads).
+pub const FORMAT: u8 = 2;
+/// The oldest record format this build reads.
+pub const OLDEST: u8 = 1;
 /// Largest record accepted when decoding.
 pub const MAX_RECORD: usize = 16 << 20;
 
@@ -33,11 +39,57 @@ pub enum CodecError {
     #[error("empty record")]
     Empty,
     /// Written by another format version.
-    #[error("record format version {0}, this build reads {FORMAT}")]
+    #[error("record format version {0}, this build reads {OLDEST} to {FORMAT}")]
     Version(u8),
     /// The bytes do not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+/// Version 1 of an envelope record (no `part`).
+#[derive(Serialize, Deserialize)]
+struct EnvelopeRecV1 {
+    agent: Arc<str>,
+    seq: u64,
+    payload: String,
+    correlation: Arc<str>,
+    causation: Option<(Arc<str>, u64)>,
+    hops: u32,
+    attempt: u32,
+    deadline_ms: Option<u64>,
+    key: Option<String>,
+    reply_to: Option<ReplyRec>,
+    trace: Option<String>,
+    enqueued_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeadRecV1 {
+    envelope: EnvelopeRecV1,
+    reason: u8,
+    last_error: String,
+    attempts: u32,
+    dead_ms: u64,
+}
+
+impl From<EnvelopeRecV1> for EnvelopeRec {
+    fn from(r: EnvelopeRecV1) -> Self {
+        EnvelopeRec {
+            agent: r.agent,
+            seq: r.seq,
+            payload: r.payload,
+            correlation: r.correlation,
+            causation: r.causation,
+            hops: r.hops,
+            attempt: r.attempt,
+            deadline_ms: r.deadline_ms,
+            key: r.key,
+            reply_to: r.reply_to,
+            trace: r.trace,
+            enqueued_ms: r.enqueued_ms,
+            part: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +106,8 @@ struct EnvelopeRec {
     reply_to: Option<ReplyRec>,
     trace: Option<String>,
     enqueued_ms: u64,
+    /// Version 2: the fan-out part (group, index, count).
+    part: Option<(Arc<str>, u32, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,10 +131,19 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Decodes a record whose layout is the same in every version this build reads.
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_as(bytes, |_| true)
+}
+
+/// Decodes the body of a record of a version `accept` takes.
+fn decode_as<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    accept: impl Fn(u8) -> bool,
+) -> Result<T, CodecError> {
     match bytes.first() {
         None => Err(CodecError::Empty),
-        Some(&FORMAT) => {
+        Some(&v) if (OLDEST..=FORMAT).contains(&v) && accept(v) => {
             let (v, used) = bincode::serde::decode_from_slice(&bytes[1..], config())
                 .map_err(|e| CodecError::Corrupt(e.to_string()))?;
             if used != bytes.len() - 1 {
@@ -112,6 +175,7 @@ fn to_rec(e: &Envelope) -> EnvelopeRec {
         }),
         trace: e.trace.clone(),
         enqueued_ms: e.enqueued_ms,
+        part: e.part.as_ref().map(|p| (p.group.clone(), p.index, p.count)),
     }
 }
 
@@ -136,6 +200,11 @@ fn from_rec(r: EnvelopeRec) -> Result<Envelope, CodecError> {
         }),
         trace: r.trace,
         enqueued_ms: r.enqueued_ms,
+        part: r.part.map(|(group, index, count)| crate::envelope::Part {
+            group,
+            index,
+            count,
+        }),
     })
 }
 
@@ -144,9 +213,12 @@ pub fn encode_envelope(e: &Envelope) -> Vec<u8> {
     encode(&to_rec(e))
 }
 
-/// Decodes an envelope.
+/// Decodes an envelope (version 1 or 2).
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, CodecError> {
-    from_rec(decode(bytes)?)
+    if bytes.first() == Some(&1) {
+        return from_rec(decode_as::<EnvelopeRecV1>(bytes, |v| v == 1)?.into());
+    }
+    from_rec(decode_as(bytes, |v| v == 2)?)
 }
 
 fn reason_code(r: DeadReason) -> u8 {
@@ -174,9 +246,20 @@ pub fn encode_dead(d: &DeadLetter) -> Vec<u8> {
     })
 }
 
-/// Decodes a dead letter.
+/// Decodes a dead letter (version 1 or 2).
 pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
-    let r: DeadRec = decode(bytes)?;
+    let r: DeadRec = if bytes.first() == Some(&1) {
+        let r: DeadRecV1 = decode_as(bytes, |v| v == 1)?;
+        DeadRec {
+            envelope: r.envelope.into(),
+            reason: r.reason,
+            last_error: r.last_error,
+            attempts: r.attempts,
+            dead_ms: r.dead_ms,
+        }
+    } else {
+        decode_as(bytes, |v| v == 2)?
+    };
     let reason = match r.reason {
         0 => DeadReason::MaxAttempts,
         1 => DeadReason::NonRetryable,
@@ -274,7 +357,31 @@ mod tests {
             reply_to: Some(ReplyTo::Call(3)),
             trace: None,
             enqueued_ms: 1_600_000_000_000,
+            part: None,
         }
+    }
+
+    /// The golden bytes of `sample()` after the version byte, without `part`.
+    const V1_BODY: &str = concat!(
+        "07706c616e6e6572",           // agent "planner"
+        "2a",                         // seq 42
+        "0c7b227461736b223a2278227d", // payload {"task":"x"}
+        "0a706c616e6e65723a3432",     // correlation "planner:42"
+        "0106696e74616b6507",         // causation Some(intake:7)
+        "01",                         // hops 1
+        "01",                         // attempt 1
+        "01fd0068e5cf8b010000",       // deadline Some(1_700_000_000_000)
+        "01036b2d31",                 // key Some("k-1")
+        "010003",                     // reply_to Some(Call(3))
+        "00",                         // trace None
+        "fd00806e8774010000",         // enqueued_ms 1_600_000_000_000
+    );
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     fn hex(b: &[u8]) -> String {
@@ -289,32 +396,47 @@ mod tests {
 
     #[test]
     fn envelope_golden_bytes() {
-        // Format 1. If this changes, bump FORMAT and keep a decoder for version 1.
+        // Format 2: format 1's fields, then `part`. If this changes, bump FORMAT
+        // and keep a decoder for versions 1 and 2.
         assert_eq!(
             hex(&encode_envelope(&sample())),
-            concat!(
-                "01",                         // format version
-                "07706c616e6e6572",           // agent "planner"
-                "2a",                         // seq 42
-                "0c7b227461736b223a2278227d", // payload {"task":"x"}
-                "0a706c616e6e65723a3432",     // correlation "planner:42"
-                "0106696e74616b6507",         // causation Some(intake:7)
-                "01",                         // hops 1
-                "01",                         // attempt 1
-                "01fd0068e5cf8b010000",       // deadline Some(1_700_000_000_000)
-                "01036b2d31",                 // key Some("k-1")
-                "010003",                     // reply_to Some(Call(3))
-                "00",                         // trace None
-                "fd00806e8774010000",         // enqueued_ms 1_600_000_000_000
-            )
+            format!("02{V1_BODY}00") // part None
+        );
+        let mut with_part = sample();
+        with_part.part = Some(crate::envelope::Part {
+            group: "split:9".into(),
+            index: 2,
+            count: 5,
+        });
+        assert_eq!(
+            hex(&encode_envelope(&with_part)),
+            format!("02{V1_BODY}010773706c69743a390205") // Some(("split:9", 2, 5))
+        );
+        assert_eq!(
+            decode_envelope(&encode_envelope(&with_part)).unwrap(),
+            with_part
         );
     }
 
     #[test]
+    fn version_1_records_are_still_read() {
+        let v1 = unhex(&format!("01{V1_BODY}"));
+        assert_eq!(decode_envelope(&v1).unwrap(), sample());
+        let mut dead = v1.clone();
+        dead.extend(unhex("02" /* reason 2 */));
+        dead.extend(unhex("07333320686f7073" /* "33 hops" */));
+        dead.extend(unhex("0009" /* attempts 0, dead_ms 9 */));
+        let d = decode_dead(&dead).unwrap();
+        assert_eq!(d.envelope, sample());
+        assert_eq!(d.reason, DeadReason::HopBudgetExhausted);
+        assert_eq!(decode_u64(&unhex("01fb2c01")).unwrap(), 300);
+    }
+
+    #[test]
     fn counters_and_state_golden_bytes() {
-        assert_eq!(hex(&encode_u64(300)), "01fb2c01");
-        assert_eq!(hex(&encode_idem(5, 6)), "010506");
-        assert_eq!(hex(&encode_state(&json!({"n": 1}))), "01077b226e223a317d");
+        assert_eq!(hex(&encode_u64(300)), "02fb2c01");
+        assert_eq!(hex(&encode_idem(5, 6)), "020506");
+        assert_eq!(hex(&encode_state(&json!({"n": 1}))), "02077b226e223a317d");
     }
 
     #[test]
@@ -335,8 +457,10 @@ mod tests {
     #[test]
     fn other_versions_and_garbage_are_refused() {
         let mut b = encode_envelope(&sample());
-        b[0] = 2;
-        assert_eq!(decode_envelope(&b), Err(CodecError::Version(2)));
+        b[0] = 3;
+        assert_eq!(decode_envelope(&b), Err(CodecError::Version(3)));
+        b[0] = 0;
+        assert_eq!(decode_envelope(&b), Err(CodecError::Version(0)));
         assert!(matches!(
             decode_envelope(&[FORMAT, 0xff, 0xff]),
             Err(CodecError::Corrupt(_))

@@ -146,6 +146,14 @@ impl Store {
                     supported: codec::FORMAT,
                 })
             }
+            Some(v) if v.first().copied().unwrap_or(0) < codec::FORMAT => {
+                // it will hold records of this format from now on: a build that
+                // cannot read them must refuse the store, not quarantine them
+                tree.insert(keys::META, &[codec::FORMAT])?;
+                db.flush()?;
+                tracing::info!(store = %dir.display(), from = v.first().copied().unwrap_or(0), to = codec::FORMAT,
+                    "store format upgraded; older builds of Warden will refuse this store");
+            }
             Some(_) => {}
             None => {
                 tree.insert(keys::META, &[codec::FORMAT])?;

@@ -262,7 +262,7 @@ fn a_newer_store_format_is_refused() {
         Err(
             e @ StoreError::NewerFormat {
                 found: 9,
-                supported: 1,
+                supported: warden::store::codec::FORMAT,
                 ..
             },
         ) => {
@@ -333,4 +333,30 @@ fn a_daemon_killed_before_its_first_commit_starts_again() {
     let _d = sb.start_ready();
     let r = sb.conn().req(json!({"op": "ping"}));
     assert_eq!(r["ok"], true, "{r}");
+}
+
+/// A format-1 store (written by the previous build) opens, its records read, and
+/// its format mark is raised so that a build that cannot read format 2 refuses it.
+#[test]
+fn a_format_1_store_is_read_and_marked_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = raw_db(dir.path());
+        db.open_tree("warden")
+            .unwrap()
+            .insert(keys::META, &[1u8][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).expect("opens");
+    store.close();
+    drop(store);
+    let db = raw_db(dir.path());
+    let meta = db
+        .open_tree("warden")
+        .unwrap()
+        .get(keys::META)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&meta[..], &[warden::store::codec::FORMAT]);
 }

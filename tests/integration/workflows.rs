@@ -420,3 +420,109 @@ fn timer_schedules_are_checked() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+const FANOUT: &str = r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[supervisor.root]
+children = ["report", "collect", "worker", "split"]
+
+[agent.split]
+kind = "fanout"
+items = "/subtasks"
+to = ["worker"]
+
+[agent.worker]
+kind = "echo"
+accept_faults = true
+max_attempts = 1
+replicas = 3
+to = ["collect"]
+
+[agent.collect]
+kind = "join"
+timeout = "WINDOW"
+to = ["report"]
+
+[agent.report]
+kind = "sink"
+path = "{dir}/report.jsonl"
+"#;
+
+#[test]
+fn fanout_and_join_collect_every_part_in_order_or_report_the_missing() {
+    let sb = Sandbox::new(&FANOUT.replace("WINDOW", "1500ms"));
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let r =
+        c.req(json!({"op": "send", "to": "split", "payload": {"subtasks": ["a", "b", "c", "d"]}}));
+    assert_eq!(r["ok"], true);
+    wait_until_blocking("joined", T, || {
+        json_lines(&sb.path("report.jsonl")).len() == 1
+    });
+    let j = &json_lines(&sb.path("report.jsonl"))[0]["payload"];
+    assert_eq!(
+        j["parts"],
+        json!(["a", "b", "c", "d"]),
+        "in index order: {j}"
+    );
+    assert_eq!(j["missing"], json!([]));
+    // a part that dies on the way: the window closes with it missing
+    c.req(json!({"op": "send", "to": "split", "payload": {"subtasks": ["x", {"fault": "error"}, "z"]}}));
+    wait_until_blocking("joined at the window", T, || {
+        json_lines(&sb.path("report.jsonl")).len() == 2
+    });
+    let j = &json_lines(&sb.path("report.jsonl"))[1]["payload"];
+    assert_eq!(j["parts"], json!(["x", "z"]), "{j}");
+    assert_eq!(j["missing"], json!([1]));
+    // a message that is not a part
+    c.req(json!({"op": "send", "to": "collect", "payload": {"stray": 1}}));
+    wait_until_blocking("refused", T, || {
+        c.req(json!({"op": "dlq_list", "agent": "collect"}))["result"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+}
+
+#[test]
+fn a_join_killed_mid_collection_loses_nothing_and_emits_once() {
+    // (a worker killed mid-part with the daemon retries it: max_attempts 3)
+    let sb = Sandbox::new(
+        &FANOUT
+            .replace("WINDOW", "30s")
+            .replace("max_attempts = 1", "max_attempts = 3"),
+    );
+    let mut d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(json!({"op": "send", "to": "split", "payload":
+        {"subtasks": ["a", {"fault": "sleep", "ms": 3000, "v": "b"}, "c"]}}));
+    assert_eq!(r["ok"], true);
+    // two parts collected (committed), the third still in a worker
+    wait_until_blocking("two parts in", T, || {
+        c.req(json!({"op": "stats"}))["result"]["agents"]["collect"]["handled"] == 2
+    });
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    wait_until_blocking("joined after the restart", T, || {
+        json_lines(&sb.path("report.jsonl")).len() == 1
+    });
+    let j = &json_lines(&sb.path("report.jsonl"))[0]["payload"];
+    assert_eq!(j["parts"][0], "a");
+    assert_eq!(j["parts"][1]["v"], "b", "{j}");
+    assert_eq!(j["parts"][2], "c");
+    assert_eq!(j["missing"], json!([]));
+    // and only once, even when the window passes later
+    let r = sb
+        .conn()
+        .req(json!({"op": "call", "to": "report", "payload": {"probe": 1}}));
+    assert_eq!(r["ok"], true);
+    assert_eq!(
+        json_lines(&sb.path("report.jsonl"))
+            .iter()
+            .filter(|l| l["payload"]["group"].is_string())
+            .count(),
+        1
+    );
+}

@@ -9,7 +9,9 @@ pub mod counter;
 pub mod echo;
 mod effects;
 pub mod exec;
+pub mod fanout;
 pub mod http;
+pub mod join;
 pub mod llm;
 pub mod router;
 pub mod sink;
@@ -64,6 +66,8 @@ impl Kinds {
         k.map.insert("router".into(), router::info());
         k.map.insert("approve".into(), approve::info());
         k.map.insert("timer".into(), timer::info());
+        k.map.insert("fanout".into(), fanout::info());
+        k.map.insert("join".into(), join::info());
         k.map.insert("validate".into(), validate::info());
         k.map.insert("sink".into(), sink::info());
         k

@@ -93,6 +93,8 @@ pub(crate) struct Parts {
     pub(crate) key: Option<String>,
     pub(crate) reply_to: Option<ReplyTo>,
     pub(crate) trace: Option<String>,
+    /// Its fan-out part, if any.
+    pub(crate) part: Option<crate::envelope::Part>,
 }
 
 impl Parts {
@@ -111,6 +113,7 @@ impl Parts {
             reply_to: self.reply_to,
             trace: self.trace,
             enqueued_ms: now_ms(),
+            part: self.part,
         }
     }
 }

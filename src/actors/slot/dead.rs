@@ -106,6 +106,7 @@ impl AgentSlot {
             key: Some(format!("dead-letter:{}", env.id)),
             reply_to: None,
             trace: env.trace.clone(),
+            part: None,
         };
         Some(Box::new(move || {
             if let Err(u) = slot.accept(parts) {
