@@ -44,15 +44,7 @@ pub(super) fn info() -> KindInfo {
             let o = &spec.options;
             Ok(Box::new(Approve {
                 me: spec.name.clone(),
-                to: o
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                to: super::to_list(spec),
                 on_reject: o
                     .get("on_reject")
                     .and_then(Value::as_str)

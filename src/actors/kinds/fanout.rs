@@ -45,15 +45,7 @@ pub(super) fn info() -> KindInfo {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-                to: o
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                to: super::to_list(spec),
             }))
         }),
     }

@@ -52,15 +52,7 @@ pub(super) fn info() -> KindInfo {
             };
             Ok(Box::new(Join {
                 window,
-                to: o
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                to: super::to_list(spec),
                 host: None,
                 timers: Vec::new(),
             }))

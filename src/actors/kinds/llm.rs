@@ -94,15 +94,7 @@ fn build(spec: &AgentSpec) -> Result<Llm, String> {
             .and_then(Value::as_u64)
             .unwrap_or(DEFAULT_MAX_TOKENS),
         temperature: o.get("temperature").and_then(Value::as_f64),
-        to: o
-            .get("to")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        to: super::to_list(spec),
     })
 }
 

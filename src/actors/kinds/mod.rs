@@ -6,6 +6,7 @@
 
 pub mod approve;
 pub mod counter;
+mod counts;
 pub mod echo;
 mod effects;
 pub mod exec;
@@ -23,6 +24,19 @@ use std::sync::Arc;
 
 use crate::actors::agent::Agent;
 use crate::actors::AgentSpec;
+
+/// An agent's `to`: the agents it emits to (empty without one).
+pub(crate) fn to_list(spec: &AgentSpec) -> Vec<String> {
+    spec.options
+        .get("to")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Builds a fresh behaviour for one incarnation of an agent; an `Err` is a start failure.
 pub type BuildFn = dyn Fn(&AgentSpec) -> Result<Box<dyn Agent>, String> + Send + Sync;

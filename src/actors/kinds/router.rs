@@ -68,29 +68,8 @@ impl Router {
     /// Counts this pass of the message's correlation; returns the count.
     fn count_pass(&self, ctx: &mut Context) -> u64 {
         let correlation = ctx.message().correlation.to_string();
-        let mut state = ctx.state().clone();
-        if !state.is_object() {
-            state = json!({});
-        }
-        let mut order: Vec<Value> = state["order"].as_array().cloned().unwrap_or_default();
-        let cycles = state["cycles"].as_object().cloned().unwrap_or_default();
-        let mut cycles = cycles;
-        let n = cycles
-            .get(&correlation)
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            + 1;
-        if !cycles.contains_key(&correlation) {
-            order.push(Value::String(correlation.clone()));
-        }
-        cycles.insert(correlation, json!(n));
-        while order.len() > MAX_TRACKED {
-            let old = order.remove(0);
-            if let Some(k) = old.as_str() {
-                cycles.remove(k);
-            }
-        }
-        ctx.set_state(json!({"cycles": cycles, "order": order}));
+        let (state, n) = super::counts::bump(ctx.state(), "cycles", &correlation, MAX_TRACKED);
+        ctx.set_state(state);
         n
     }
 }

@@ -110,15 +110,7 @@ pub(super) fn info() -> KindInfo {
             Ok(Box::new(Timer {
                 schedule,
                 payload: o.get("payload").cloned().unwrap_or(Value::Null),
-                to: o
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                to: super::to_list(spec),
                 task: None,
             }))
         }),

@@ -62,15 +62,7 @@ pub(super) fn info() -> KindInfo {
                 .ok_or(format!("agent '{}': validate needs schema", spec.name))?;
             Ok(Box::new(Validate {
                 schema: load_schema(path).map_err(|e| format!("agent '{}': {e}", spec.name))?,
-                to: o
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                to: super::to_list(spec),
                 on_fail: o.get("on_fail").and_then(Value::as_str).map(str::to_string),
                 max_cycles: o.get("max_cycles").and_then(Value::as_u64),
             }))
@@ -82,24 +74,8 @@ impl Validate {
     /// Counts a failure of the message's correlation in the state; the count.
     fn count_failure(ctx: &mut Context) -> u64 {
         let correlation = ctx.message().correlation.to_string();
-        let state = ctx.state().clone();
-        let mut order: Vec<Value> = state["order"].as_array().cloned().unwrap_or_default();
-        let mut failures = state["failures"].as_object().cloned().unwrap_or_default();
-        let n = failures
-            .get(&correlation)
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            + 1;
-        if !failures.contains_key(&correlation) {
-            order.push(Value::String(correlation.clone()));
-        }
-        failures.insert(correlation, json!(n));
-        while order.len() > MAX_TRACKED {
-            if let Some(k) = order.remove(0).as_str() {
-                failures.remove(k);
-            }
-        }
-        ctx.set_state(json!({"failures": failures, "order": order}));
+        let (state, n) = super::counts::bump(ctx.state(), "failures", &correlation, MAX_TRACKED);
+        ctx.set_state(state);
         n
     }
 }
