@@ -51,6 +51,10 @@ enum CtlCommand {
         /// Deadline of the correlation (e.g. 30s).
         #[arg(long)]
         deadline: Option<String>,
+        /// Into the mailbox only after this long (e.g. 10m), kept in the store
+        /// until then.
+        #[arg(long)]
+        delay: Option<String>,
     },
     /// Send and wait for the reply.
     Call {
@@ -291,11 +295,15 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             key,
             correlation,
             deadline,
+            delay,
         } => {
             if let Some(d) = deadline {
                 duration_arg("deadline", d)?;
             }
-            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline});
+            if let Some(d) = delay {
+                duration_arg("delay", d)?;
+            }
+            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline, "delay": delay});
             ("send", strip_nulls(f), None)
         }
         Call {

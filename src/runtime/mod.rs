@@ -73,6 +73,7 @@ pub struct ChildCount {
     pub workers: usize,
 }
 
+mod delayed;
 mod guardian;
 mod reload;
 
@@ -86,6 +87,8 @@ pub struct Runtime {
     /// The declared tree as the config last gave it (reloads diff against it, and
     /// hold the lock while they run).
     declared: tokio::sync::Mutex<SupervisorSpec>,
+    /// Delayed sends (with a store).
+    delayer: Option<delayed::Delayer>,
     root_name: String,
     guardian: ActorRef<()>,
     root: ActorRef<SupMsg>,
@@ -148,9 +151,20 @@ impl Runtime {
                 slot.resend_dead_notices();
             }
         }
+        let delayer = tree.durable.as_ref().map(|d| {
+            let left = std::mem::take(
+                &mut d
+                    .recovered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .delayed,
+            );
+            delayed::Delayer::start(tree.registry.clone(), d.store.clone(), left)
+        });
         Ok(Runtime {
             tree,
             declared,
+            delayer,
             root_name,
             guardian,
             root: root.into(),

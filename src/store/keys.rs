@@ -20,6 +20,8 @@ pub const IDEM: u8 = b'K';
 pub const NEXT: u8 = b'N';
 /// A dynamic child (see [`super::children`]): `C supervisor \0 name`.
 pub const CHILD: u8 = b'C';
+/// A delayed send: `L id` (see [`super::delayed`]).
+pub const DELAYED: u8 = b'L';
 /// A quarantined record: `Q original-key`.
 pub const QUARANTINE: u8 = b'Q';
 /// The number of the last group commit, written by every group: `W`.

@@ -17,6 +17,7 @@
 mod batch;
 pub mod children;
 mod compact;
+pub mod delayed;
 mod error;
 // The record layout (keys and encodings) is public on purpose: it is the on-disk
 // format, which tools and the crash tests read and damage directly.

@@ -39,6 +39,8 @@ pub struct Recovered {
     pub suspects: HashSet<(String, u64)>,
     /// Dynamic children, in start order (see [`super::children`]).
     pub children: Vec<ChildRecord>,
+    /// Delayed sends not enqueued yet, by due time (see [`super::delayed`]).
+    pub delayed: Vec<super::delayed::DelayedRecord>,
 }
 
 impl Recovered {
@@ -118,6 +120,9 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                 keys::CHILD => {
                     out.children.push(super::children::decode(&k, &v)?);
                 }
+                keys::DELAYED => {
+                    out.delayed.push(super::delayed::decode(&k, &v)?);
+                }
                 keys::QUARANTINE => {
                     stats.quarantined.fetch_add(1, Ordering::Relaxed);
                 }
@@ -180,6 +185,7 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
     });
     out.suspects = suspects;
     out.children.sort_by_key(|c| c.order);
+    out.delayed.sort_by_key(|d| (d.due_ms, d.id));
     for (agent, q) in queues {
         out.agents.entry(agent).or_default().queue = q.into_values().collect();
     }

@@ -410,3 +410,42 @@ fn metrics_are_served_in_openmetrics_text() {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
 }
+
+/// `send --delay`: kept in the store, enqueued when due, once, across a SIGKILL.
+#[test]
+fn a_delayed_send_arrives_when_due_once_across_a_crash() {
+    let sb = Sandbox::new(&config());
+    let mut d = sb.start_ready();
+    let t = std::time::Instant::now();
+    let out = sb.ctl_json(&["send", "out", "{\"n\":1}", "--delay", "1s"]);
+    assert!(out["delayed"].is_u64(), "{out}");
+    assert!(
+        json_lines(&sb.path("out.jsonl")).is_empty(),
+        "not before it is due"
+    );
+    wait_until_blocking("delivered", T, || {
+        json_lines(&sb.path("out.jsonl")).len() == 1
+    });
+    assert!(t.elapsed() >= Duration::from_secs(1), "not before its time");
+    // durable: the daemon dies before it is due, the next one delivers it once
+    sb.ctl_json(&["send", "out", "{\"n\":2}", "--delay", "1500ms"]);
+    d.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    wait_until_blocking("delivered after the restart", T, || {
+        json_lines(&sb.path("out.jsonl")).len() == 2
+    });
+    let r = sb
+        .conn()
+        .req(json!({"op": "call", "to": "out", "payload": {"probe": 1}}));
+    assert_eq!(r["ok"], true);
+    let ns: Vec<_> = json_lines(&sb.path("out.jsonl"))
+        .iter()
+        .filter_map(|l| l["payload"]["n"].as_u64())
+        .collect();
+    assert_eq!(ns, [1, 2], "each once");
+    let r = sb
+        .conn()
+        .req(json!({"op": "send", "to": "nobody", "payload": {}, "delay": "1s"}));
+    assert_eq!(r["error"]["code"], "unknown_agent", "{r}");
+}

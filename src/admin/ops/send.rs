@@ -1,4 +1,5 @@
 //! `send`: accept a message; answered once it is accepted (durable: flushed).
+//! With `delay`, the message is kept in the store and enqueued when it is due.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,9 +22,24 @@ pub(crate) struct Req {
     correlation: Option<String>,
     /// Deadline of the correlation, a duration such as `"30s"`.
     deadline: Option<String>,
+    /// Into the mailbox only after this long (`"10m"`): a durable delayed send.
+    delay: Option<String>,
 }
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
+    if let Some(d) = r.delay.as_deref() {
+        let delay = duration("delay", d)?;
+        if r.deadline.is_some() {
+            return Err(AdminError::bad_request(
+                "delay and deadline do not go together yet: a delayed send has no deadline",
+            ));
+        }
+        let rec = ctx
+            .runtime
+            .send_delayed(&r.to, r.payload, delay, r.key, r.correlation)
+            .await?;
+        return Ok(json!({"delayed": rec.id, "due_ms": rec.due_ms, "to": rec.to}));
+    }
     let opts = SendOptions {
         correlation: r.correlation,
         key: r.key,
@@ -39,6 +55,9 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
 }
 
 pub(super) fn render(r: &Value) -> String {
+    if let Some(id) = r["delayed"].as_u64() {
+        return format!("delayed send {id} to {} kept until {} ms", s(&r["to"]), r["due_ms"]);
+    }
     if r["duplicate"] == json!(true) {
         format!("duplicate of {} (nothing enqueued)", s(&r["message_id"]))
     } else {
