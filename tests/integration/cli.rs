@@ -52,6 +52,7 @@ fn check_accepts_the_shipped_configs() {
         "config/examples/full.toml",
         "config/examples/ports.toml",
         "config/examples/agents.toml",
+        "config/examples/seed-review-loop.toml",
     ] {
         let out = std::process::Command::new(crate::common::warden_bin())
             .args(["check", "--config", file])
