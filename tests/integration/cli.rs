@@ -53,6 +53,7 @@ fn check_accepts_the_shipped_configs() {
         "config/examples/ports.toml",
         "config/examples/agents.toml",
         "config/examples/seed-review-loop.toml",
+        "config/examples/seed-orchestrator.toml",
     ] {
         let out = std::process::Command::new(crate::common::warden_bin())
             .args(["check", "--config", file])

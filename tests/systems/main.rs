@@ -6,4 +6,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod fake;
+mod orchestrator;
 mod review_loop;

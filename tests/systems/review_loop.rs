@@ -3,33 +3,15 @@
 //! repeated), and a query that is never approved ends after exactly 2 reviews
 //! with an answer, not a dead letter.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::common::{json_lines, wait_until_blocking, Sandbox};
+use crate::fake::{example, Fake};
 
 const T: Duration = Duration::from_secs(30);
-
-struct Fake(Child);
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn example(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/config/examples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("the example exists")
-}
 
 /// Requests the fake model saw whose system prompt contains `who`.
 fn calls(sb: &Sandbox, who: &str) -> usize {
@@ -47,29 +29,11 @@ fn calls(sb: &Sandbox, who: &str) -> usize {
 fn a_review_in_flight_at_a_sigkill_resumes_at_the_reviewer_and_ends_after_two_reviews() {
     let sb = Sandbox::new("");
     // the fake model, slow enough that a review is caught in flight
-    std::fs::write(
-        sb.path("llm.toml"),
-        example("seed-review-loop.llm.toml").replace("latency = \"100ms\"", "latency = \"600ms\""),
-    )
-    .unwrap();
-    let mut child = Command::new(crate::common::warden_bin())
-        .args(["fake-llm", "--listen", "127.0.0.1:0", "--script"])
-        .arg(sb.path("llm.toml"))
-        .arg("--log")
-        .arg(sb.path("llm.jsonl"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _fake = Fake(child);
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let fake = Fake::start(
+        &sb,
+        &example("seed-review-loop.llm.toml").replace("latency = \"100ms\"", "latency = \"600ms\""),
+    );
+    let addr = fake.addr.clone();
     let dir = sb.dir.path().to_str().unwrap();
     let config = example("seed-review-loop.toml")
         .replace("127.0.0.1:8099", &addr)
