@@ -25,7 +25,7 @@ use crate::admin::server::{self, lock_data_dir, ServerLimits};
 
 use crate::actors::Kinds;
 use crate::config::Config;
-use crate::policies::rate_limit::Limits;
+use crate::policies::limits::Limits;
 use crate::runtime::{Options, RootExit, Runtime};
 use crate::store::{Store, StoreOptions};
 use crate::supervision::tree::Durable;

@@ -15,7 +15,8 @@ use ractor::{Actor, ActorCell, ActorId};
 use super::host::{AgentHost, HostArgs};
 use super::kinds::{BuildFn, Kinds};
 use super::{AgentSlot, Registry};
-use crate::policies::rate_limit::{Limiter, Limits};
+use crate::policies::limits::Limits;
+use crate::policies::rate_limit::Limiter;
 use crate::spec_error::SpecError;
 
 /// Starts and tracks the hosts of one agent.

@@ -12,7 +12,8 @@ use serde_json::json;
 use super::BenchResult;
 use crate::actors::{AgentSpec, Kinds, MailboxKind};
 use crate::fake_llm::{FakeLlmArgs, Script};
-use crate::policies::rate_limit::{LimitSpec, Limits};
+use crate::policies::limits::Limits;
+use crate::policies::rate_limit::LimitSpec;
 use crate::supervision::{ChildSpec, SupervisorSpec};
 use crate::Runtime;
 

@@ -99,7 +99,7 @@ async fn run_with(n: u64, limited: bool) -> BenchResult {
         },
     );
     let options = crate::runtime::Options {
-        limits: crate::policies::rate_limit::Limits::new(&specs),
+        limits: crate::policies::limits::Limits::new(&specs),
         ..Default::default()
     };
     let tree = SupervisorSpec::new("root")

@@ -45,7 +45,7 @@ fn config_with(section: &str, key: &str, value: &str) -> String {
 
 /// What running an accepted config computes up front; must not panic.
 fn exercise(c: &Config) {
-    let _ = crate::policies::rate_limit::Limits::new(&c.limits);
+    let _ = crate::policies::limits::Limits::new(&c.limits);
     let _ = crate::supervision::intensity::IntensityWindow::new(c.tree.intensity);
     let _ = crate::clock::after(c.daemon.shutdown_timeout);
     let _ = crate::clock::ms_after(c.daemon.idempotency_retention);

@@ -2,9 +2,11 @@
 //!
 //! - [`backoff`]: the exponential delay curve used by message retries and restarts.
 //! - [`breaker`]: the per-agent circuit breaker.
-//! - [`rate_limit`]: named token buckets shared by agents (G8).
+//! - [`rate_limit`]: a named token bucket shared by agents (G8).
+//! - [`limits`]: a tree's limiters as one set, changed in place by a reload.
 
 pub mod backoff;
 pub mod breaker;
+pub mod limits;
 pub mod rate_limit;
 pub mod systemic;

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::actors::slot::Sent;
 use crate::actors::{AgentSlot, CallError, Kinds, SendOptions, Undelivered};
 use crate::envelope::MessageId;
-use crate::policies::rate_limit::Limits;
+use crate::policies::limits::Limits;
 use crate::spec_error::SpecError;
 use crate::store::Store;
 use crate::supervision::supervisor::{Removal, SupMsg};

@@ -24,7 +24,8 @@ use serde::Serialize;
 
 use super::Runtime;
 use crate::clock::Instant;
-use crate::policies::rate_limit::{LimitChanges, LimitSpec};
+use crate::policies::limits::LimitChanges;
+use crate::policies::rate_limit::LimitSpec;
 use crate::supervision::diff::{self, Step, TreePlan};
 use crate::supervision::supervisor::{Removal, SupMsg};
 use crate::supervision::{ChildKind, ControlError, SupervisorSpec};

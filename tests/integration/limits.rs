@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use warden::actors::{AgentSpec, DeadReason, Kinds, MailboxKind, SendOptions};
 use warden::config::LimitSpec;
-use warden::policies::rate_limit::Limits;
+use warden::policies::limits::Limits;
 use warden::runtime::Options;
 use warden::supervision::{ChildSpec, SupervisorSpec};
 use warden::{Agent, AgentError, Context, Runtime};

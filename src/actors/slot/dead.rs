@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{wake, AgentSlot, Inner, Parts};
+use ractor::ActorId;
+
+use super::{owner_id, take_settled, wake, AgentSlot, Inner, Parts};
 use crate::actors::event::TreeEvent;
 use crate::envelope::{now_ms, Envelope, MessageId};
 use crate::store::dead::{DeadLetter, DeadReason};
@@ -132,6 +134,39 @@ impl AgentSlot {
             if let Some(send) = self.fallback_notice(&d) {
                 send();
             }
+        }
+    }
+
+    /// Dead-letters `replica`'s in-flight message now with `reason`: `attempted`
+    /// when the attempt ran (a workflow's verdict), not when it never started (hop
+    /// budget, deadline).
+    pub(crate) fn dead_letter(
+        &self,
+        replica: usize,
+        who: ActorId,
+        reason: DeadReason,
+        error: &str,
+        attempted: bool,
+    ) {
+        let mut inner = self.lock();
+        if owner_id(&inner.owners[replica]) != Some(who) {
+            return;
+        }
+        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
+            self.systemic.trial_released();
+            self.end_attempt(&f, true);
+            let env = f.env;
+            self.bury(
+                &mut inner,
+                &env,
+                reason,
+                error,
+                if attempted {
+                    env.attempt
+                } else {
+                    env.attempt.saturating_sub(1)
+                },
+            );
         }
     }
 

@@ -374,37 +374,6 @@ impl AgentSlot {
         }
     }
 
-    /// Dead-letters `replica`'s in-flight message without an attempt (hop budget, deadline).
-    pub(crate) fn dead_letter(
-        &self,
-        replica: usize,
-        who: ActorId,
-        reason: DeadReason,
-        error: &str,
-        attempted: bool,
-    ) {
-        let mut inner = self.lock();
-        if owner_id(&inner.owners[replica]) != Some(who) {
-            return;
-        }
-        if let Some(f) = take_settled(&mut inner.in_flight[replica]) {
-            self.systemic.trial_released();
-            self.end_attempt(&f, true);
-            let env = f.env;
-            self.bury(
-                &mut inner,
-                &env,
-                reason,
-                error,
-                if attempted {
-                    env.attempt
-                } else {
-                    env.attempt.saturating_sub(1)
-                },
-            );
-        }
-    }
-
     /// A replica's host is gone: forget it as a waker and put its in-flight message
     /// back. When the incarnation failed in its own code (`counted`: a panic or fatal
     /// error), the attempt counts as failed (retry after backoff, or dead letter);

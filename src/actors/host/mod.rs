@@ -22,13 +22,15 @@ use tracing::Instrument;
 
 use super::faults;
 use super::kinds::BuildFn;
-use super::slot::{AgentSlot, DeadReason, Next, Parts};
+use super::slot::{AgentSlot, DeadReason, Next};
 pub(crate) use super::wake::HostMsg;
 use super::Registry;
 use crate::actors::agent::{Agent, AgentError, Context, ErrorKind};
-use crate::envelope::{now_ms, Envelope, ReplyTo};
+use crate::envelope::{now_ms, Envelope};
 use crate::policies::rate_limit::{Limiter, Refused};
-use crate::store::{Batch, StoreError};
+
+mod commit;
+use commit::commit;
 
 /// How long a new host waits for a still-running predecessor to exit.
 pub(crate) const PREDECESSOR_EXIT: Duration = Duration::from_secs(10);
@@ -355,124 +357,4 @@ async fn deliver(
             Ok(Outcome::Failed)
         }
     }
-}
-
-/// Commits a handled message: the ack, the new state and every emitted message (and
-/// an agent-addressed reply) in one store batch when any of them is durable; then
-/// publishes the emits and completes a waiting call. A failed store write puts the
-/// message back, not charged ([`Outcome::StoreDown`]).
-async fn commit(
-    st: &mut HostState,
-    ctx: Context,
-    me: ractor::ActorId,
-) -> Result<Outcome, ActorProcessingErr> {
-    let Context {
-        message,
-        state,
-        state_changed,
-        emits,
-        reply,
-        exit,
-        ..
-    } = ctx;
-    let new_state = state_changed.then_some(state);
-    let mut batch = Batch::default();
-    let mut store = st.slot.store().cloned();
-    st.slot.write_ack(&message, new_state.as_ref(), &mut batch);
-    if st.slot.is_durable() && !st.slot.gate_active() {
-        if let Some((seq, attempt)) = st.slot.ready_head() {
-            st.slot.write_attempt(seq, attempt, &mut batch);
-            st.premarked = Some((seq, attempt));
-        }
-    }
-    let mut outgoing = Vec::with_capacity(emits.len() + 1);
-    // what a handled message emits inherits its correlation, deadline, trace and
-    // fan-out part (a `fanout` sets each part's own)
-    let caused = |payload, part: Option<crate::envelope::Part>| Parts {
-        payload,
-        correlation: Some(message.correlation.clone()),
-        causation: Some(message.id.clone()),
-        hops: message.hops + 1,
-        deadline_ms: message.deadline_ms,
-        key: None,
-        reply_to: None,
-        trace: message.trace.clone(),
-        part: part.or_else(|| message.part.clone()),
-    };
-    let mut call_reply = None;
-    for out in emits {
-        store = store.or_else(|| out.to.store().cloned());
-        let env = out
-            .to
-            .prepare_emit(caused(out.payload, out.part), &mut batch);
-        outgoing.push((out.to, env));
-    }
-    match (&message.reply_to, reply) {
-        (Some(ReplyTo::Call(id)), Some(r)) => call_reply = Some((*id, r)),
-        (Some(ReplyTo::Agent(name)), Some(r)) => match st.registry.get(name) {
-            Some(to) => {
-                store = store.or_else(|| to.store().cloned());
-                let env = to.prepare_emit(caused(r, None), &mut batch);
-                outgoing.push((to, env));
-            }
-            None => {
-                tracing::warn!(agent = %st.slot.name, to = %name, "reply to an unknown agent dropped")
-            }
-        },
-        _ => {}
-    }
-    let slot = st.slot.clone();
-    let replica = st.replica;
-    if !slot.begin_commit(replica, me) {
-        // Superseded while handling: the successor redelivers this message.
-        for (to, _) in &outgoing {
-            to.abort_emit();
-        }
-        return Ok(Outcome::Done {
-            exit: Some(crate::actors::exit::EXIT_SHUTDOWN.into()),
-        });
-    }
-    // What follows the commit runs where its outcome is known (the committer thread),
-    // not in this task: a kill of this host while it waits must not leave a durable
-    // hand-off unacked in memory, nor its emitted messages unpublished.
-    let registry = st.registry.clone();
-    let finish = move |r: &Result<(), StoreError>| match r {
-        Ok(()) => {
-            // Emits first: an observer never sees the hand-off in neither place.
-            for (to, env) in outgoing {
-                to.finish_emit(env);
-            }
-            slot.commit_done(replica, new_state);
-            if let Some((id, r)) = call_reply {
-                registry.complete_call(id, r);
-            }
-        }
-        Err(_) => {
-            slot.commit_failed(replica);
-            for (to, _) in &outgoing {
-                to.abort_emit();
-            }
-        }
-    };
-    match store.filter(|_| !batch.is_empty()) {
-        Some(store) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            store.submit(batch, move |r| {
-                finish(&r);
-                let _ = tx.send(r);
-            });
-            match rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    st.premarked = None;
-                    tracing::error!(agent = %st.slot.name, error = %e,
-                        "cannot commit the hand-off; the message waits, not charged");
-                    return Ok(Outcome::StoreDown);
-                }
-                Err(_) => return Err("commit failed: the store closed".into()),
-            }
-        }
-        None => finish(&Ok(())),
-    }
-    Ok(Outcome::Done { exit })
 }
