@@ -196,6 +196,16 @@ impl TreeBuilder<'_, '_> {
         if kind == "validate" {
             self.check_validate(name, s)?;
         }
+        // kinds whose work lives in the agent's state: replicas share one state,
+        // last commit wins, so two would lose each other's updates
+        let stateful = matches!(kind, "join" | "approve" | "timer")
+            || (matches!(kind, "router" | "validate") && s.table.contains_key("max_cycles"));
+        if stateful && spec.replicas > 1 {
+            return Err(s.err(
+                "replicas",
+                format!("a {kind} keeps its work in its state, which replicas would overwrite; it runs as one replica"),
+            ));
+        }
         if kind == "fanout" {
             if let Some(f) = s.str("items")? {
                 if !f.starts_with('/') {

@@ -526,3 +526,22 @@ fn a_join_killed_mid_collection_loses_nothing_and_emits_once() {
         1
     );
 }
+
+#[test]
+fn stateful_workflow_kinds_run_as_one_replica() {
+    for (kind, keys) in [
+        ("join", ""),
+        ("approve", ""),
+        ("timer", "every = \"1s\""),
+        (
+            "router",
+            "field = \"/x\"\ndefault = \"out\"\nmax_cycles = 2",
+        ),
+    ] {
+        let (code, err) = crate::common::check(&format!(
+            "[supervisor.root]\nchildren = [\"w\", \"out\"]\n[agent.out]\nkind = \"echo\"\n[agent.w]\nkind = \"{kind}\"\nreplicas = 2\n{keys}\n"
+        ));
+        assert_eq!(code, 2, "{kind}: {err}");
+        assert!(err.contains("runs as one replica"), "{kind}: {err}");
+    }
+}

@@ -136,11 +136,14 @@ fn fresh_state(state: &Value) -> Value {
 #[async_trait::async_trait]
 impl Agent for Join {
     async fn on_start(&mut self, host: HostHandle) -> Result<(), String> {
-        if host.replica() != 0 {
-            return Ok(());
-        }
+        // every replica schedules the windows of the groups it opens; replica 0
+        // also those left open by an earlier incarnation (the keys dedupe)
+        let first = host.replica() == 0;
         let state = host.state();
         self.host = Some(host);
+        if !first {
+            return Ok(());
+        }
         let window = self.window.as_millis() as u64;
         if let Some(groups) = state["groups"].as_object() {
             for (g, v) in groups {
