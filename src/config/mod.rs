@@ -16,6 +16,7 @@ mod build;
 mod daemon;
 pub mod dynamic;
 mod error;
+mod kind_options;
 #[cfg(test)]
 mod schema_matrix;
 mod section;

@@ -2,6 +2,7 @@
 //! handle on the real `warden` binary started on a temporary directory.
 #![allow(dead_code)]
 
+pub mod fake_llm;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

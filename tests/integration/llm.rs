@@ -2,49 +2,18 @@
 //! (another process, HTTP on 127.0.0.1): answers, json mode, usage against token
 //! limiters, and the error mapping under injected faults.
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::common::fake_llm::Fake;
 use crate::common::{json_lines, wait_until_blocking, Conn, Sandbox};
 
 const T: Duration = Duration::from_secs(30);
 
-/// A running `warden fake-llm`, killed on drop.
-struct Fake {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn fake(sb: &Sandbox, script: &str) -> Fake {
-    std::fs::write(sb.path("script.toml"), script).unwrap();
-    let mut child = Command::new(crate::common::warden_bin())
-        .args(["fake-llm", "--listen", "127.0.0.1:0", "--script"])
-        .arg(sb.path("script.toml"))
-        .arg("--log")
-        .arg(sb.path("llm-requests.jsonl"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("fake-llm says where it listens")
-        .to_string();
-    Fake { child, addr }
+    Fake::start(sb, script)
 }
 
 fn config(addr: &str, agents: &str) -> String {
@@ -163,7 +132,7 @@ reply = "hi there"
         json_lines(&sb.path("out.jsonl")).len() == 2
     });
     // the request: model, messages (system first), max_tokens, json mode, the key
-    let reqs = json_lines(&sb.path("llm-requests.jsonl"));
+    let reqs = json_lines(&sb.path("llm.jsonl"));
     let planner = &reqs[1]["body"];
     assert_eq!(
         planner["messages"][0],
@@ -222,7 +191,7 @@ retry_after = "2"
     // no request reached the provider inside a pause: after the first 429 at t,
     // nothing until t + 2 s (the three agents share the limiter), but for the
     // requests already on their way when that 429 was answered (within 50 ms)
-    let reqs = json_lines(&sb.path("llm-requests.jsonl"));
+    let reqs = json_lines(&sb.path("llm.jsonl"));
     let times: Vec<u64> = reqs
         .iter()
         .map(|r| r["time_ms"].as_u64().unwrap())
@@ -353,7 +322,7 @@ fn exhausted_quotas_pause_and_token_budgets_hold() {
     wait_until_blocking("4 answers", T, || {
         json_lines(&sb.path("out.jsonl")).len() == 4
     });
-    let times: Vec<u64> = json_lines(&sb.path("llm-requests.jsonl"))
+    let times: Vec<u64> = json_lines(&sb.path("llm.jsonl"))
         .iter()
         .map(|r| r["time_ms"].as_u64().unwrap())
         .collect();
@@ -366,7 +335,7 @@ fn exhausted_quotas_pause_and_token_budgets_hold() {
         2
     );
     assert!(
-        json_lines(&sb.path("llm-requests.jsonl")).len() == 4,
+        json_lines(&sb.path("llm.jsonl")).len() == 4,
         "no request was refused"
     );
     drop((_d, f, c));

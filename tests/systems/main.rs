@@ -6,6 +6,5 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod fake;
 mod orchestrator;
 mod review_loop;

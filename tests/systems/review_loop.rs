@@ -8,8 +8,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use crate::common::fake_llm::{example, Fake};
 use crate::common::{json_lines, wait_until_blocking, Sandbox};
-use crate::fake::{example, Fake};
 
 const T: Duration = Duration::from_secs(30);
 

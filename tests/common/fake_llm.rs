@@ -1,10 +1,10 @@
-//! The shared pieces of the system tests: the real `warden fake-llm` as a child
-//! process, and the example files.
+//! The real `warden fake-llm` as a child process (for the `llm` and system tests),
+//! and the example files.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::Sandbox;
+use super::Sandbox;
 
 /// A running `warden fake-llm` (killed on drop), logging to `llm.jsonl`.
 pub struct Fake {
@@ -15,7 +15,7 @@ pub struct Fake {
 impl Fake {
     pub fn start(sb: &Sandbox, script: &str) -> Fake {
         std::fs::write(sb.path("llm.toml"), script).unwrap();
-        let mut child = Command::new(crate::common::warden_bin())
+        let mut child = Command::new(super::warden_bin())
             .args(["fake-llm", "--listen", "127.0.0.1:0", "--script"])
             .arg(sb.path("llm.toml"))
             .arg("--log")
