@@ -211,6 +211,18 @@ pub(crate) struct Outgoing {
     pub(crate) payload: Value,
     /// A fan-out part of its own (else it inherits the handled message's).
     pub(crate) part: Option<crate::envelope::Part>,
+    /// The lineage of an earlier message it continues (else the handled
+    /// message's): an approved item goes on in its own correlation.
+    pub(crate) lineage: Option<Lineage>,
+}
+
+/// Where an emit belongs when it continues an earlier message rather than the
+/// one being handled: its correlation, trace and fan-out part.
+#[derive(Debug, Clone)]
+pub(crate) struct Lineage {
+    pub(crate) correlation: Arc<str>,
+    pub(crate) trace: Option<String>,
+    pub(crate) part: Option<crate::envelope::Part>,
 }
 
 /// The handler's view of one delivery.
@@ -308,7 +320,23 @@ impl Context {
             to: slot,
             payload,
             part: None,
+            lineage: None,
         });
+        Ok(())
+    }
+
+    /// Emits `payload` to `to` as the continuation of an earlier message of
+    /// `lineage` (the `approve` kind: a decided item goes on in its correlation).
+    pub(crate) fn emit_in(
+        &mut self,
+        to: &str,
+        payload: Value,
+        lineage: Lineage,
+    ) -> Result<(), AgentError> {
+        self.emit(to, payload)?;
+        if let Some(last) = self.emits.last_mut() {
+            last.lineage = Some(lineage);
+        }
         Ok(())
     }
 

@@ -112,7 +112,7 @@ reply = "hi there"
     let agents = agent("chat", "system = \"be brief\"")
         + &agent(
             "planner",
-            "system = \"you are the planner\"\nresponse_format = \"json\"",
+            "system = \"you are the planner\"\nresponse_format = \"json\"\ninclude_input = true",
         );
     let d = start(&sb, &config(&f.addr, &agents));
     let mut c = sb.conn();
@@ -120,6 +120,7 @@ reply = "hi there"
     let reply = &r["result"]["reply"];
     assert_eq!(reply["content"], "hi there", "{r}");
     assert_eq!(reply["finish_reason"], "stop");
+    assert!(reply.get("input").is_none(), "no input unless asked: {reply}");
     let total = reply["usage"]["total_tokens"].as_u64().unwrap();
     assert!(total > 0);
     let r = c.req(json!({"op": "call", "to": "planner", "payload": {"prompt": "plan a house"}}));
@@ -127,6 +128,11 @@ reply = "hi there"
         r["result"]["reply"]["json"]["steps"],
         json!(["design", "build"]),
         "{r}"
+    );
+    assert_eq!(
+        r["result"]["reply"]["input"],
+        json!({"prompt": "plan a house"}),
+        "include_input: what was asked goes on with the answer"
     );
     wait_until_blocking("emitted to out", T, || {
         json_lines(&sb.path("out.jsonl")).len() == 2

@@ -545,3 +545,55 @@ fn stateful_workflow_kinds_run_as_one_replica() {
         assert!(err.contains("runs as one replica"), "{kind}: {err}");
     }
 }
+
+#[test]
+fn a_part_that_dies_goes_to_a_person_and_once_approved_completes_its_join_in_its_correlation() {
+    let sb = Sandbox::new(
+        &(FANOUT
+            .replace("WINDOW", "60s")
+            .replace(
+                "children = [\"report\", \"collect\", \"worker\", \"split\"]",
+                "children = [\"report\", \"collect\", \"person\", \"worker\", \"split\"]",
+            )
+            .replace(
+                "max_attempts = 1\n",
+                "max_attempts = 1\non_dead_letter = \"person\"\n",
+            )
+            + r#"
+[agent.person]
+kind = "approve"
+to = ["collect"]
+"#),
+    );
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(json!({"op": "send", "to": "split", "correlation": "job-7",
+        "payload": {"subtasks": ["x", {"fault": "error"}, "z"]}}));
+    assert_eq!(r["ok"], true, "{r}");
+    wait_until_blocking("the dead part waits for a person", T, || {
+        sb.ctl_json(&["approvals", "person"])
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let item = sb.ctl_json(&["approvals", "person"])[0].clone();
+    assert_eq!(item["correlation"], "job-7", "{item}");
+    let id = item["id"].as_str().unwrap().to_string();
+    let out = sb.ctl(&["approve", "person", &id, "--payload", "\"y\""]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until_blocking("joined", T, || {
+        json_lines(&sb.path("report.jsonl")).len() == 1
+    });
+    let line = &json_lines(&sb.path("report.jsonl"))[0];
+    assert_eq!(line["payload"]["parts"], json!(["x", "y", "z"]), "{line}");
+    assert_eq!(line["payload"]["missing"], json!([]), "{line}");
+    assert_eq!(line["correlation"], "job-7", "the approved part stays in its correlation: {line}");
+    assert_eq!(
+        c.req(json!({"op": "dlq_list", "agent": "collect"}))["result"],
+        json!([]),
+        "the approved part was taken as a part"
+    );
+}

@@ -56,9 +56,13 @@ pub(super) async fn commit(
     let mut call_reply = None;
     for out in emits {
         store = store.or_else(|| out.to.store().cloned());
-        let env = out
-            .to
-            .prepare_emit(caused(out.payload, out.part), &mut batch);
+        let mut parts = caused(out.payload, out.part);
+        if let Some(l) = out.lineage {
+            parts.correlation = Some(l.correlation);
+            parts.trace = l.trace;
+            parts.part = l.part;
+        }
+        let env = out.to.prepare_emit(parts, &mut batch);
         outgoing.push((out.to, env));
     }
     match (&message.reply_to, reply) {

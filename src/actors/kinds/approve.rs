@@ -16,14 +16,16 @@
 //! the person's fixed one) goes to every agent in `to`. Rejected: to `on_reject`
 //! as `{"rejected": payload, "reason": ..}`, or, without `on_reject`, dead-lettered
 //! `rejected` (by a second message to itself, `{"__rejected": ..}`, whose dead
-//! letter holds the item and the reason).
+//! letter holds the item and the reason). What a decision hands on continues
+//! the item's own correlation, trace and fan-out part (not the decision's), so
+//! an approved part still completes its `join` and stays in its trace.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::KindInfo;
-use crate::actors::agent::{Agent, AgentError, Context};
+use crate::actors::agent::{Agent, AgentError, Context, Lineage};
 use crate::store::dead::DeadReason;
 
 /// The option keys of an approval gate.
@@ -64,6 +66,19 @@ pub fn pending(state: &Value) -> Vec<Value> {
     v
 }
 
+/// A decided item goes on in the correlation, trace and fan-out part it came
+/// with (items committed before these were kept: the correlation only).
+fn lineage(item: &Value, ctx: &Context) -> Lineage {
+    Lineage {
+        correlation: item["correlation"]
+            .as_str()
+            .map(Arc::from)
+            .unwrap_or_else(|| ctx.message().correlation.clone()),
+        trace: item["trace"].as_str().map(str::to_string),
+        part: serde_json::from_value(item["part"].clone()).ok(),
+    }
+}
+
 #[async_trait::async_trait]
 impl Agent for Approve {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
@@ -93,6 +108,8 @@ impl Agent for Approve {
                 "id": id,
                 "payload": payload,
                 "correlation": &*m.correlation,
+                "trace": m.trace,
+                "part": m.part,
                 "since_ms": crate::envelope::now_ms(),
             });
             ctx.set_state(state);
@@ -106,18 +123,23 @@ impl Agent for Approve {
             return Ok(());
         };
         let original = item["payload"].clone();
+        let lineage = lineage(&item, ctx);
         match decision["decision"].as_str() {
             Some("approve") => {
                 let out = decision.get("payload").cloned().unwrap_or(original);
                 for to in &self.to {
-                    ctx.emit(to, out.clone())?;
+                    ctx.emit_in(to, out.clone(), lineage.clone())?;
                 }
                 ctx.reply(json!({"approved": id}));
             }
             Some("reject") => {
                 let reason = decision["reason"].as_str().unwrap_or("").to_string();
                 match &self.on_reject {
-                    Some(to) => ctx.emit(to, json!({"rejected": original, "reason": reason}))?,
+                    Some(to) => ctx.emit_in(
+                        to,
+                        json!({"rejected": original, "reason": reason}),
+                        lineage,
+                    )?,
                     None => {
                         let me = self.me.clone();
                         ctx.emit(&me, json!({"__rejected": {"id": id, "reason": reason, "payload": original}}))?

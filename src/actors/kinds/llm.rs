@@ -12,7 +12,9 @@
 //!   taken from the agent's `tokens_per_minute` limiters; after it,
 //!   `usage.total_tokens` is reported (an overrun is paid by the next taker).
 //! - Output, as the reply and emitted to every agent in `to`:
-//!   `{"content","json"(json mode),"model","finish_reason","usage"}`.
+//!   `{"content","json"(json mode),"model","finish_reason","usage"}`, plus
+//!   `"input"` (the payload it answered) with `include_input = true`, so the
+//!   agents after it see what was asked as well as the answer.
 //! - Errors: 429 `insufficient_quota` and 400/401/403/404 are non_retryable; any
 //!   other 429 is rate limited for `retry-after-ms`, `retry-after` (seconds or an
 //!   HTTP date) or `x-ratelimit-reset-requests`/`-tokens` (`6m0s`, `1s`, `20ms`);
@@ -40,6 +42,7 @@ pub const OPTIONS: &[&str] = &[
     "response_format",
     "max_tokens",
     "temperature",
+    "include_input",
 ];
 
 /// `max_tokens` unless configured.
@@ -54,6 +57,7 @@ struct Llm {
     json_mode: bool,
     max_tokens: u64,
     temperature: Option<f64>,
+    include_input: bool,
     to: Vec<String>,
 }
 
@@ -94,6 +98,7 @@ fn build(spec: &AgentSpec) -> Result<Llm, String> {
             .and_then(Value::as_u64)
             .unwrap_or(DEFAULT_MAX_TOKENS),
         temperature: o.get("temperature").and_then(Value::as_f64),
+        include_input: o.get("include_input").and_then(Value::as_bool) == Some(true),
         to: super::to_list(spec),
     })
 }
@@ -278,6 +283,9 @@ impl Agent for Llm {
                     )))
                 }
             }
+        }
+        if self.include_input {
+            out["input"] = ctx.payload().clone();
         }
         for to in &self.to {
             ctx.emit(to, out.clone())?;

@@ -1,5 +1,9 @@
 //! `sink`: appends one JSON line per handled message to `path`, the output end of a
-//! pipeline: `{"message_id":..,"correlation":..,"attempt":..,"payload":..}`.
+//! pipeline: `{"message_id":..,"correlation":..,"causation":..,"attempt":..,
+//! "payload":..}`. `causation` is the id of the message whose handling emitted
+//! this one (`"sales-eu:42"`: agent `sales-eu` handled its message 42), or
+//! `null` for a send from outside: a sink fed by every agent is an audit trail
+//! of who handled what.
 //!
 //! The line is written (one `write` on an `O_APPEND` file) before the ack, so the
 //! file holds every handled message at least once; a crash between the write and the
@@ -27,6 +31,7 @@ impl Agent for Sink {
         let mut line = serde_json::to_vec(&json!({
             "message_id": m.id.to_string(),
             "correlation": &*m.correlation,
+            "causation": m.causation.as_ref().map(|c| c.to_string()),
             "attempt": m.attempt,
             "payload": &m.payload,
         }))

@@ -108,7 +108,7 @@ impl AgentSlot {
             key: Some(format!("dead-letter:{}", env.id)),
             reply_to: None,
             trace: env.trace.clone(),
-            part: None,
+            part: env.part.clone(),
         };
         Some(Box::new(move || {
             if let Err(u) = slot.accept(parts) {
