@@ -1,25 +1,34 @@
 //! The real `warden fake-llm` as a child process (for the `llm` and system tests),
-//! and the example files.
+//! the example files, and the real Python interpreter for ports.
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
 use super::Sandbox;
 
-/// A running `warden fake-llm` (killed on drop), logging to `llm.jsonl`.
+/// A running `warden fake-llm` (killed on drop), logging to `<name>.jsonl`.
 pub struct Fake {
     child: Child,
     pub addr: String,
 }
 
 impl Fake {
+    /// The model: script `llm.toml`, log `llm.jsonl`, on a free port.
     pub fn start(sb: &Sandbox, script: &str) -> Fake {
-        std::fs::write(sb.path("llm.toml"), script).unwrap();
+        Fake::start_as(sb, "llm", script, "127.0.0.1:0")
+    }
+
+    /// Another instance (a webhook target, say): script `<name>.toml`, log
+    /// `<name>.jsonl`, listening on `listen` (an earlier instance's address to
+    /// come back where it was).
+    pub fn start_as(sb: &Sandbox, name: &str, script: &str, listen: &str) -> Fake {
+        std::fs::write(sb.path(&format!("{name}.toml")), script).unwrap();
         let mut child = Command::new(super::warden_bin())
-            .args(["fake-llm", "--listen", "127.0.0.1:0", "--script"])
-            .arg(sb.path("llm.toml"))
+            .args(["fake-llm", "--listen", listen, "--script"])
+            .arg(sb.path(&format!("{name}.toml")))
             .arg("--log")
-            .arg(sb.path("llm.jsonl"))
+            .arg(sb.path(&format!("{name}.jsonl")))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -33,6 +42,12 @@ impl Fake {
             .expect("fake-llm says where it listens")
             .to_string();
         Fake { child, addr }
+    }
+
+    /// Stops it now: connections to its address are refused from here on.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -50,4 +65,28 @@ pub fn example(name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("the example exists")
+}
+
+/// The example config `name` made to run in `sb`: its data dir (`var/<x>`) in the
+/// sandbox, files under `config/examples/` by absolute path, the model at
+/// `model_addr`, and ports run by the real interpreter.
+pub fn example_config(sb: &Sandbox, name: &str, data_dir: &str, model_addr: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    example(name)
+        .replace("127.0.0.1:8099", model_addr)
+        .replace(data_dir, &format!("{}/data", sb.dir.path().display()))
+        .replace("\"config/examples/", &format!("\"{root}/config/examples/"))
+        .replace("\"python3\"", &format!("{:?}", python()))
+}
+
+/// The real interpreter (a pyenv shim needs more environment than a port gets).
+pub fn python() -> &'static str {
+    static P: OnceLock<String> = OnceLock::new();
+    P.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 is installed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
 }

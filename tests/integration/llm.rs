@@ -120,7 +120,10 @@ reply = "hi there"
     let reply = &r["result"]["reply"];
     assert_eq!(reply["content"], "hi there", "{r}");
     assert_eq!(reply["finish_reason"], "stop");
-    assert!(reply.get("input").is_none(), "no input unless asked: {reply}");
+    assert!(
+        reply.get("input").is_none(),
+        "no input unless asked: {reply}"
+    );
     let total = reply["usage"]["total_tokens"].as_u64().unwrap();
     assert!(total > 0);
     let r = c.req(json!({"op": "call", "to": "planner", "payload": {"prompt": "plan a house"}}));

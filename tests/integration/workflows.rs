@@ -590,7 +590,10 @@ to = ["collect"]
     let line = &json_lines(&sb.path("report.jsonl"))[0];
     assert_eq!(line["payload"]["parts"], json!(["x", "y", "z"]), "{line}");
     assert_eq!(line["payload"]["missing"], json!([]), "{line}");
-    assert_eq!(line["correlation"], "job-7", "the approved part stays in its correlation: {line}");
+    assert_eq!(
+        line["correlation"], "job-7",
+        "the approved part stays in its correlation: {line}"
+    );
     assert_eq!(
         c.req(json!({"op": "dlq_list", "agent": "collect"}))["result"],
         json!([]),

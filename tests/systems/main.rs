@@ -6,5 +6,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod commerce;
 mod orchestrator;
 mod review_loop;

@@ -135,11 +135,9 @@ impl Agent for Approve {
             Some("reject") => {
                 let reason = decision["reason"].as_str().unwrap_or("").to_string();
                 match &self.on_reject {
-                    Some(to) => ctx.emit_in(
-                        to,
-                        json!({"rejected": original, "reason": reason}),
-                        lineage,
-                    )?,
+                    Some(to) => {
+                        ctx.emit_in(to, json!({"rejected": original, "reason": reason}), lineage)?
+                    }
                     None => {
                         let me = self.me.clone();
                         ctx.emit(&me, json!({"__rejected": {"id": id, "reason": reason, "payload": original}}))?
