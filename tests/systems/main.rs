@@ -9,3 +9,4 @@ mod common;
 mod commerce;
 mod orchestrator;
 mod review_loop;
+mod swarm;
