@@ -7,6 +7,7 @@
 mod common;
 
 mod commerce;
+mod departments;
 mod orchestrator;
 mod review_loop;
 mod swarm;
