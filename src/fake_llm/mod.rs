@@ -109,21 +109,13 @@ async fn hook(
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
-    let arrived = crate::envelope::now_ms();
-    log_request(&st, n, &headers, &body, arrived, StatusCode::NO_CONTENT);
+    log_request(&st, n, &headers, &body, StatusCode::NO_CONTENT);
     StatusCode::NO_CONTENT
 }
 
-/// One log line per request, written when it is answered: `{"n", "time_ms"
-/// (arrival), "answered_ms", "status", "headers", "body"}`.
-fn log_request(
-    st: &Served,
-    n: u64,
-    headers: &HeaderMap,
-    body: &[u8],
-    arrived_ms: u64,
-    status: StatusCode,
-) {
+/// One log line per request, written on its arrival: `{"n", "time_ms", "status"
+/// (of the answer it gets, after the script's latency), "headers", "body"}`.
+fn log_request(st: &Served, n: u64, headers: &HeaderMap, body: &[u8], status: StatusCode) {
     let Some(log) = &st.log else { return };
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let hs: serde_json::Map<String, Value> = headers
@@ -137,8 +129,8 @@ fn log_request(
             (k.as_str().to_string(), Value::String(v))
         })
         .collect();
-    let line = json!({"n": n, "time_ms": arrived_ms, "answered_ms": crate::envelope::now_ms(),
-        "status": status.as_u16(), "headers": hs, "body": req});
+    let line = json!({"n": n, "time_ms": crate::envelope::now_ms(), "status": status.as_u16(),
+        "headers": hs, "body": req});
     if let Ok(mut f) = log.lock() {
         use std::io::Write;
         let _ = writeln!(f, "{line}");
@@ -173,18 +165,20 @@ async fn completions(
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
-    let arrived = crate::envelope::now_ms();
-    let resp = answer(&st, n, &body).await;
-    log_request(&st, n, &headers, &body, arrived, resp.status());
+    // the answer is decided on arrival and logged then (so a test sees a request
+    // while it is in flight), and sent after the latency
+    let resp = answer(&st, n, &body);
+    log_request(&st, n, &headers, &body, resp.status());
+    let latency = st.script.faults.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     resp
 }
 
-async fn answer(st: &Served, n: u64, body: &[u8]) -> Response {
+fn answer(st: &Served, n: u64, body: &[u8]) -> Response {
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let f = &st.script.faults;
-    if !f.latency.is_zero() {
-        tokio::time::sleep(f.latency).await;
-    }
     let Some(messages) = req["messages"].as_array() else {
         return error(
             StatusCode::BAD_REQUEST,
