@@ -9,6 +9,7 @@ mod admin;
 mod durable;
 mod fanout;
 mod llm;
+mod orchestrator;
 mod pingpong;
 mod port;
 mod reload;
@@ -42,6 +43,9 @@ pub enum Scenario {
     /// One `llm` agent against an in-process fake-llm: requests/s with 1 and 8
     /// replicas, with and without a limiter.
     Llm,
+    /// The seed-orchestrator example run by the real daemon at `n` tasks/s for
+    /// `WARDEN_BENCH_SECS` (60) seconds: tasks/s, end-to-end time per task, RSS.
+    Orchestrator,
     /// One `exec` agent (a Python echo port) called one message at a time,
     /// against the same Python loop on a plain pipe.
     Port,
@@ -188,6 +192,7 @@ pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::Reload => reload::run(n.unwrap_or(1_000)).await,
         Scenario::Port => port::run(n.unwrap_or(10_000)).await,
         Scenario::Llm => llm::run(n.unwrap_or(5_000)).await,
+        Scenario::Orchestrator => orchestrator::run(n.unwrap_or(100)).await,
         Scenario::ResumeFill => unreachable!("resume-fill is run by the cli with --dir"),
     }
 }
