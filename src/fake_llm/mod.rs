@@ -273,7 +273,7 @@ fn answer(st: &Served, n: u64, body: &[u8]) -> Response {
                   "total_tokens": prompt_tokens + completion_tokens},
     }))
     .into_response();
-    if f.exhaust_every > 0 && ok % f.exhaust_every == 0 {
+    if f.exhaust_every > 0 && ok.is_multiple_of(f.exhaust_every) {
         let h = resp.headers_mut();
         h.insert(
             "x-ratelimit-remaining-requests",
