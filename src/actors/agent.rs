@@ -70,6 +70,14 @@ impl HostHandle {
             .unwrap_or(Value::Null)
     }
 
+    /// The agent's committed entries whose keys start with `prefix`, in key order.
+    pub fn entries(&self, prefix: &str) -> Vec<(String, Value)> {
+        self.slot
+            .upgrade()
+            .map(|s| s.entries(prefix))
+            .unwrap_or_default()
+    }
+
     /// Puts a message into the agent's own mailbox (a timer's tick), with an
     /// idempotency key so the same `key` is accepted once within the retention.
     /// Returns false if it was refused (the mailbox is full, or gone).
@@ -225,11 +233,17 @@ pub(crate) struct Lineage {
     pub(crate) part: Option<crate::envelope::Part>,
 }
 
+/// Entry changes a delivery made: key -> new value, or `None` for removed.
+pub(crate) type EntryChanges = std::collections::BTreeMap<String, Option<Value>>;
+
 /// The handler's view of one delivery.
 pub struct Context {
     pub(crate) message: Arc<Envelope>,
     pub(crate) state: Value,
     pub(crate) state_changed: bool,
+    /// The agent's committed entries, and what this delivery changes in them.
+    pub(crate) entries: Option<crate::actors::slot::SharedEntries>,
+    pub(crate) entry_changes: EntryChanges,
     pub(crate) emits: Vec<Outgoing>,
     pub(crate) reply: Option<Value>,
     /// Set by [`Context::stop`] or [`Context::exit`]: the exit reason to end with
@@ -257,6 +271,8 @@ impl Context {
             message,
             state,
             state_changed: false,
+            entries: None,
+            entry_changes: EntryChanges::new(),
             emits: Vec::new(),
             reply: None,
             exit: None,
@@ -352,6 +368,59 @@ impl Context {
             last.part = Some(part);
         }
         Ok(())
+    }
+
+    /// Entry `key` of the agent's keyed state: as this delivery set it, else as
+    /// last committed. Entries suit many small things kept per agent (one per
+    /// correlation, group or item): a commit writes only the entries it changes,
+    /// where a change to the state rewrites all of it.
+    pub fn entry(&self, key: &str) -> Option<Value> {
+        if let Some(v) = self.entry_changes.get(key) {
+            return v.clone();
+        }
+        let e = self.entries.as_ref()?;
+        let e = e.read().unwrap_or_else(|p| p.into_inner());
+        e.get(key).cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) entry `key`, committed with the ack like
+    /// the state (nothing of it if the delivery fails). A key is at most
+    /// [`MAX_KEY`](crate::store::entries::MAX_KEY) bytes.
+    pub fn set_entry(&mut self, key: &str, value: Option<Value>) -> Result<(), AgentError> {
+        if key.len() > crate::store::entries::MAX_KEY {
+            return Err(AgentError::non_retryable(format!(
+                "an entry key of {} bytes; at most {} are allowed",
+                key.len(),
+                crate::store::entries::MAX_KEY
+            )));
+        }
+        self.entry_changes.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    /// The keys of the entries that start with `prefix`, in key order, as this
+    /// delivery sees them (its own changes included).
+    pub fn entry_keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys: std::collections::BTreeSet<String> = match &self.entries {
+            Some(e) => {
+                let e = e.read().unwrap_or_else(|p| p.into_inner());
+                e.range(prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            }
+            None => Default::default(),
+        };
+        for (k, v) in &self.entry_changes {
+            if k.starts_with(prefix) {
+                if v.is_some() {
+                    keys.insert(k.clone());
+                } else {
+                    keys.remove(k);
+                }
+            }
+        }
+        keys.into_iter().collect()
     }
 
     /// The agent's state as last committed (JSON `null` until first set).

@@ -19,6 +19,11 @@ use crate::envelope::{Envelope, MessageId, ReplyTo};
 
 /// The record format this build writes (and the newest it reads).
 pub const FORMAT: u8 = 2;
+/// The store's format (its `V` mark): the record format, or newer when the store
+/// gained a kind of record an older build would not know. 3: agent entries (`E`
+/// records, the layout of a state). A build refuses a store whose mark is newer
+/// than its own, rather than quarantine records it cannot read.
+pub const STORE_FORMAT: u8 = 3;
 /// The oldest record format this build reads.
 pub const OLDEST: u8 = 1;
 /// Largest record accepted when decoding.

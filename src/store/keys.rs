@@ -12,6 +12,8 @@ pub const ATTEMPT: u8 = b'A';
 pub const SUSPECT: u8 = b'U';
 /// An agent's committed state: `S agent`.
 pub const STATE: u8 = b'S';
+/// One entry of an agent's keyed state (see [`super::entries`]): `E agent \0 key`.
+pub const ENTRY: u8 = b'E';
 /// A dead letter: `D agent \0 seq`.
 pub const DEAD: u8 = b'D';
 /// An idempotency key: `K agent \0 key`.
@@ -57,6 +59,14 @@ pub fn idem_key(agent: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// `E agent \0 key`.
+pub fn entry_key(agent: &str, key: &str) -> Vec<u8> {
+    let mut k = with_agent(ENTRY, agent, 1 + key.len());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
 /// `Q original`.
 pub fn quarantine_key(original: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + original.len());
@@ -74,7 +84,7 @@ pub fn split(key: &[u8]) -> Option<(&str, &[u8])> {
 }
 
 /// Every prefix under which records of one agent are kept.
-pub const AGENT_PREFIXES: [u8; 7] = [MSG, ATTEMPT, SUSPECT, STATE, DEAD, IDEM, NEXT];
+pub const AGENT_PREFIXES: [u8; 8] = [MSG, ATTEMPT, SUSPECT, STATE, ENTRY, DEAD, IDEM, NEXT];
 
 /// The agent of a `prefix agent` key.
 pub fn agent_of(key: &[u8]) -> Option<&str> {

@@ -24,6 +24,7 @@ mod error;
 pub mod codec;
 pub(crate) mod committer;
 pub mod dead;
+pub mod entries;
 pub mod high_water;
 pub mod keys;
 pub mod mailbox;
@@ -140,24 +141,24 @@ impl Store {
         let db = open::open_sled(dir)?;
         let tree = db.open_tree("warden")?;
         match tree.get(keys::META)? {
-            Some(v) if v.first().copied().unwrap_or(0) > codec::FORMAT => {
+            Some(v) if v.first().copied().unwrap_or(0) > codec::STORE_FORMAT => {
                 return Err(StoreError::NewerFormat {
                     path: dir.display().to_string(),
                     found: v[0],
-                    supported: codec::FORMAT,
+                    supported: codec::STORE_FORMAT,
                 })
             }
-            Some(v) if v.first().copied().unwrap_or(0) < codec::FORMAT => {
+            Some(v) if v.first().copied().unwrap_or(0) < codec::STORE_FORMAT => {
                 // it will hold records of this format from now on: a build that
                 // cannot read them must refuse the store, not quarantine them
-                tree.insert(keys::META, &[codec::FORMAT])?;
+                tree.insert(keys::META, &[codec::STORE_FORMAT])?;
                 db.flush()?;
-                tracing::info!(store = %dir.display(), from = v.first().copied().unwrap_or(0), to = codec::FORMAT,
+                tracing::info!(store = %dir.display(), from = v.first().copied().unwrap_or(0), to = codec::STORE_FORMAT,
                     "store format upgraded; older builds of Warden will refuse this store");
             }
             Some(_) => {}
             None => {
-                tree.insert(keys::META, &[codec::FORMAT])?;
+                tree.insert(keys::META, &[codec::STORE_FORMAT])?;
                 db.flush()?;
             }
         }

@@ -25,6 +25,8 @@ pub struct RecoveredAgent {
     pub next_seq: u64,
     /// Live idempotency keys.
     pub keys: IdemMap,
+    /// Committed entries of its keyed state (see [`super::entries`]).
+    pub entries: super::entries::Entries,
 }
 
 /// What the store held.
@@ -105,6 +107,16 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                     let a = out.agents.entry(agent.to_string()).or_default();
                     a.next_seq = a.next_seq.max(seq + 1);
                     a.keys.insert(key.to_string(), (seq, expires));
+                }
+                keys::ENTRY => {
+                    let (agent, rest) = keys::split(&k).ok_or("malformed key")?;
+                    let key = std::str::from_utf8(rest).map_err(|_| "entry key is not UTF-8")?;
+                    let value = codec::decode_state(&v).map_err(|e| e.to_string())?;
+                    out.agents
+                        .entry(agent.to_string())
+                        .or_default()
+                        .entries
+                        .insert(key.to_string(), value);
                 }
                 keys::STATE | keys::NEXT => {
                     let agent = keys::agent_of(&k).ok_or("agent name is not UTF-8")?;

@@ -24,6 +24,7 @@ pub(super) async fn commit(
         message,
         state,
         state_changed,
+        entry_changes,
         emits,
         reply,
         exit,
@@ -32,7 +33,8 @@ pub(super) async fn commit(
     let new_state = state_changed.then_some(state);
     let mut batch = Batch::default();
     let mut store = st.slot.store().cloned();
-    st.slot.write_ack(&message, new_state.as_ref(), &mut batch);
+    st.slot
+        .write_ack(&message, new_state.as_ref(), &entry_changes, &mut batch);
     if st.slot.is_durable() && !st.slot.gate_active() {
         if let Some((seq, attempt)) = st.slot.ready_head() {
             st.slot.write_attempt(seq, attempt, &mut batch);
@@ -100,7 +102,7 @@ pub(super) async fn commit(
             for (to, env) in outgoing {
                 to.finish_emit(env);
             }
-            slot.commit_done(replica, new_state);
+            slot.commit_done(replica, new_state, entry_changes);
             if let Some((id, r)) = call_reply {
                 registry.complete_call(id, r);
             }

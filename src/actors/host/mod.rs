@@ -287,6 +287,7 @@ async fn deliver(
     );
     ctx.allowed = st.allowed.clone();
     ctx.events = slot.events();
+    ctx.entries = Some(slot.shared_entries());
     let fault = if spec.accept_faults {
         faults::directive(&env.payload, env.attempt)
     } else {

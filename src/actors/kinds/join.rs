@@ -7,20 +7,25 @@
 //! to = ["report"]
 //! ```
 //!
-//! Parts are collected per group in the committed state, keyed by index, so a
+//! Parts are collected per group in the agent's committed entries (one per part,
+//! keyed by group and index, so a commit writes only the part it adds), so a
 //! part delivered twice (a redelivery) counts once, and a join restarted or
 //! SIGKILLed mid-collection loses nothing. When every part is in, or when the
 //! window closes, it emits `{"group": .., "parts": [...present parts, in index
 //! order...], "missing": [indices]}` once per group to every agent in `to`; a
 //! part arriving for a group already emitted is acknowledged and dropped. The
 //! window is kept by a self-message (`{"__join_timeout": group}`, keyed by the
-//! group and the window's end) scheduled at the first part and again at every start for the groups
-//! still open. A message without a part is dead-lettered `non_retryable`.
+//! group and the window's end) scheduled at the first part and again at every
+//! start for the groups still open. A message without a part is dead-lettered
+//! `non_retryable`. The last [`MAX_DONE`] groups emitted are remembered (an entry
+//! each; the state holds only their count), older ones forgotten in sweeps.
+//! A join's state from a build before entries is moved into entries at its
+//! first message.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::KindInfo;
 use crate::actors::agent::{Agent, AgentError, Context, HostHandle};
@@ -87,83 +92,142 @@ impl Join {
     }
 
     /// Emits a group (whole or at its window's end) and marks it done.
-    fn emit(&self, ctx: &mut Context, state: &mut Value, group: &str) -> Result<(), AgentError> {
-        let Some(g) = state["groups"]
-            .as_object_mut()
-            .and_then(|m| m.remove(group))
-        else {
+    fn emit(&self, ctx: &mut Context, group: &str) -> Result<(), AgentError> {
+        let Some(g) = ctx.entry(&group_key(group)) else {
             return Ok(());
         };
         let count = g["count"].as_u64().unwrap_or(0);
-        let parts = g["parts"].as_object().cloned().unwrap_or_default();
         let mut present = Vec::new();
         let mut missing = Vec::new();
         for i in 0..count {
-            match parts.get(&i.to_string()) {
-                Some(p) => present.push(p.clone()),
+            let key = part_key(group, i);
+            match ctx.entry(&key) {
+                Some(p) => {
+                    present.push(p);
+                    ctx.set_entry(&key, None)?;
+                }
                 None => missing.push(json!(i)),
             }
         }
+        ctx.set_entry(&group_key(group), None)?;
+        ctx.set_entry(&done_key(group), Some(json!(now_ms())))?;
         let out = json!({"group": group, "parts": present, "missing": missing});
         for to in &self.to {
             ctx.emit(to, out.clone())?;
         }
-        let done = state["done"].as_array_mut().expect("done is a list");
-        done.push(json!(group));
-        if done.len() > MAX_DONE {
-            done.remove(0);
-        }
         ctx.reply(out);
+        // the groups emitted are remembered (late parts are dropped), the oldest
+        // forgotten in sweeps of a tenth past the bound
+        let mut done = ctx.state()["done"].as_u64().unwrap_or(0) + 1;
+        if done > (MAX_DONE + MAX_DONE / 10) as u64 {
+            let mut all: Vec<(u64, String)> = ctx
+                .entry_keys(DONE)
+                .into_iter()
+                .map(|k| (ctx.entry(&k).and_then(|v| v.as_u64()).unwrap_or(0), k))
+                .collect();
+            all.sort();
+            let excess = all.len().saturating_sub(MAX_DONE);
+            for (_, k) in all.iter().take(excess) {
+                ctx.set_entry(k, None)?;
+            }
+            done = (all.len() - excess) as u64;
+        }
+        ctx.set_state(json!({ "done": done }));
+        Ok(())
+    }
+
+    /// Moves what an earlier build kept in the state (`groups` and `done`) into
+    /// entries, once.
+    fn migrate(ctx: &mut Context) -> Result<(), AgentError> {
+        let state = ctx.state().clone();
+        if state["groups"].is_null() && !state["done"].is_array() {
+            return Ok(());
+        }
+        if let Some(groups) = state["groups"].as_object() {
+            for (g, v) in groups {
+                let have = v["parts"].as_object().map_or(0, |p| p.len());
+                ctx.set_entry(
+                    &group_key(g),
+                    Some(json!({"count": v["count"], "first_ms": v["first_ms"], "have": have})),
+                )?;
+                for (i, p) in v["parts"].as_object().into_iter().flatten() {
+                    if let Ok(i) = i.parse::<u64>() {
+                        ctx.set_entry(&part_key(g, i), Some(p.clone()))?;
+                    }
+                }
+            }
+        }
+        let done = state["done"].as_array().cloned().unwrap_or_default();
+        for (i, g) in done.iter().enumerate() {
+            if let Some(g) = g.as_str() {
+                ctx.set_entry(&done_key(g), Some(json!(i)))?;
+            }
+        }
+        ctx.set_state(json!({ "done": done.len() }));
         Ok(())
     }
 }
 
-fn fresh_state(state: &Value) -> Value {
-    let mut s = if state.is_object() {
-        state.clone()
-    } else {
-        json!({})
-    };
-    if !s["groups"].is_object() {
-        s["groups"] = Value::Object(Map::new());
-    }
-    if !s["done"].is_array() {
-        s["done"] = json!([]);
-    }
-    s
+/// Entry prefixes: an open group (`{"count", "first_ms"}`), one of its parts (by
+/// index), a group emitted already (when, ms).
+const GROUP: &str = "g:";
+const PART: &str = "p:";
+const DONE: &str = "d:";
+
+fn group_key(group: &str) -> String {
+    format!("{GROUP}{group}")
+}
+
+fn part_key(group: &str, index: u64) -> String {
+    format!("{PART}{group}/{index}")
+}
+
+fn done_key(group: &str) -> String {
+    format!("{DONE}{group}")
 }
 
 #[async_trait::async_trait]
 impl Agent for Join {
     async fn on_start(&mut self, host: HostHandle) -> Result<(), String> {
-        // every replica schedules the windows of the groups it opens; replica 0
-        // also those left open by an earlier incarnation (the keys dedupe)
-        let first = host.replica() == 0;
+        // the windows of the groups left open by an earlier incarnation (the keys
+        // of the window messages dedupe)
         let state = host.state();
+        let open: Vec<(String, u64)> = host
+            .entries(GROUP)
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k[GROUP.len()..].to_string(),
+                    v["first_ms"].as_u64().unwrap_or(0),
+                )
+            })
+            .chain(
+                // not yet moved out of an earlier build's state
+                state["groups"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(g, v)| (g.clone(), v["first_ms"].as_u64().unwrap_or(0))),
+            )
+            .collect();
         self.host = Some(host);
-        if !first {
-            return Ok(());
-        }
         let window = self.window.as_millis() as u64;
-        if let Some(groups) = state["groups"].as_object() {
-            for (g, v) in groups {
-                let first = v["first_ms"].as_u64().unwrap_or(0);
-                self.schedule(g, first.saturating_add(window));
-            }
+        for (g, first) in open {
+            self.schedule(&g, first.saturating_add(window));
         }
         Ok(())
     }
 
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
-        let mut state = fresh_state(ctx.state());
+        Self::migrate(ctx)?;
+        let window = self.window.as_millis() as u64;
         if let Some(group) = ctx.payload()["__join_timeout"].as_str().map(str::to_string) {
-            let first = state["groups"][&group]["first_ms"].as_u64();
+            let first = ctx
+                .entry(&group_key(&group))
+                .and_then(|g| g["first_ms"].as_u64());
             match first {
-                Some(f) if now_ms() >= f.saturating_add(self.window.as_millis() as u64) => {
-                    self.emit(ctx, &mut state, &group)?;
-                    ctx.set_state(state);
-                }
-                Some(f) => self.schedule(&group, f.saturating_add(self.window.as_millis() as u64)),
+                Some(f) if now_ms() >= f.saturating_add(window) => self.emit(ctx, &group)?,
+                Some(f) => self.schedule(&group, f.saturating_add(window)),
                 None => {} // emitted already
             }
             return Ok(());
@@ -174,34 +238,28 @@ impl Agent for Join {
             ));
         };
         let group = part.group.to_string();
-        if state["done"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|g| g == &json!(group)))
-        {
+        if ctx.entry(&done_key(&group)).is_some() {
             ctx.reply(json!({"late": group}));
             return Ok(()); // its group was emitted already
         }
+        let meta = ctx.entry(&group_key(&group));
+        let new_group = meta.is_none();
+        let mut meta =
+            meta.unwrap_or_else(|| json!({"count": part.count, "first_ms": now_ms(), "have": 0}));
+        let key = part_key(&group, u64::from(part.index));
+        if ctx.entry(&key).is_none() {
+            // a part delivered twice counts once
+            meta["have"] = json!(meta["have"].as_u64().unwrap_or(0) + 1);
+        }
         let payload = ctx.payload().clone();
-        let new_group = !state["groups"]
-            .as_object()
-            .is_some_and(|m| m.contains_key(&group));
-        if new_group {
-            state["groups"][&group] =
-                json!({"count": part.count, "first_ms": now_ms(), "parts": {}});
-        }
-        state["groups"][&group]["parts"][part.index.to_string()] = payload;
-        let have = state["groups"][&group]["parts"]
-            .as_object()
-            .map_or(0, Map::len);
-        if have as u32 >= part.count {
-            self.emit(ctx, &mut state, &group)?;
+        ctx.set_entry(&key, Some(payload))?;
+        let have = meta["have"].as_u64().unwrap_or(0);
+        ctx.set_entry(&group_key(&group), Some(meta))?;
+        if have >= u64::from(part.count) {
+            self.emit(ctx, &group)?;
         } else if new_group {
-            self.schedule(
-                &group,
-                now_ms().saturating_add(self.window.as_millis() as u64),
-            );
+            self.schedule(&group, now_ms().saturating_add(window));
         }
-        ctx.set_state(state);
         Ok(())
     }
 }

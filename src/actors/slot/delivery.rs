@@ -12,6 +12,7 @@ use ractor::{ActorCell, ActorId, ActorRef};
 use serde_json::Value;
 
 use super::{owner_id, take_settled, take_waker, wake, AgentSlot, InFlight, Next};
+use crate::actors::agent::EntryChanges;
 use crate::actors::wake::HostMsg;
 use crate::envelope::Envelope;
 use crate::policies::breaker::{Breaker, BreakerState};
@@ -182,9 +183,18 @@ impl AgentSlot {
     }
 
     /// Adds the ack of `env` (and the new state) to a commit batch (durable only).
-    pub(crate) fn write_ack(&self, env: &Envelope, state: Option<&Value>, batch: &mut Batch) {
+    pub(crate) fn write_ack(
+        &self,
+        env: &Envelope,
+        state: Option<&Value>,
+        entries: &EntryChanges,
+        batch: &mut Batch,
+    ) {
         if self.store.is_some() {
             mailbox::ack(batch, &self.name, env.id.seq, state);
+            for (k, v) in entries {
+                crate::store::entries::put(batch, &self.name, k, v.as_ref());
+            }
         }
     }
 
@@ -208,9 +218,19 @@ impl AgentSlot {
     }
 
     /// The hand-off of `replica`'s message is durable: ack it in memory and, when
-    /// `state` is given, replace the state. Runs on the committer thread, in commit
-    /// order, whether or not the host that started the commit still lives.
-    pub(crate) fn commit_done(&self, replica: usize, state: Option<Value>) {
+    /// `state` is given, replace the state; apply the entry changes. Runs on the
+    /// committer thread, in commit order, whether or not the host that started the
+    /// commit still lives.
+    pub(crate) fn commit_done(&self, replica: usize, state: Option<Value>, entries: EntryChanges) {
+        if !entries.is_empty() {
+            let mut e = self.entries.write().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in entries {
+                match v {
+                    Some(v) => e.insert(k, v),
+                    None => e.remove(&k),
+                };
+            }
+        }
         let mut inner = self.lock();
         if let Some(f) = inner.in_flight[replica].take() {
             self.end_attempt(&f, true);

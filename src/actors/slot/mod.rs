@@ -156,8 +156,14 @@ pub struct AgentSlot {
     /// Finds another agent's slot by name (set once the slot joins a tree): where
     /// `on_dead_letter` sends.
     resolve: std::sync::OnceLock<Resolver>,
+    /// Its keyed state as last committed (see [`crate::store::entries`]).
+    entries: SharedEntries,
     inner: Mutex<Inner>,
 }
+
+/// An agent's committed entries, shared by its slot and the deliveries that read
+/// them.
+pub(crate) type SharedEntries = Arc<RwLock<crate::store::entries::Entries>>;
 
 impl AgentSlot {
     /// A memory-mailbox slot: empty, `null` state.
@@ -195,6 +201,7 @@ impl AgentSlot {
             retention,
             events: std::sync::OnceLock::new(),
             resolve: std::sync::OnceLock::new(),
+            entries: Arc::new(RwLock::new(r.entries)),
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: (0..spec.replicas).map(|_| None).collect(),
@@ -368,6 +375,20 @@ impl AgentSlot {
     /// The state as last committed.
     pub fn state(&self) -> Value {
         self.lock().state.clone()
+    }
+
+    /// The committed entries (see [`crate::store::entries`]), for a delivery.
+    pub(crate) fn shared_entries(&self) -> SharedEntries {
+        self.entries.clone()
+    }
+
+    /// The committed entries whose keys start with `prefix`, in key order.
+    pub fn entries(&self, prefix: &str) -> Vec<(String, Value)> {
+        let e = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        e.range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Messages waiting (not in flight).
