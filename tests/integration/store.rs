@@ -262,7 +262,7 @@ fn a_newer_store_format_is_refused() {
         Err(
             e @ StoreError::NewerFormat {
                 found: 9,
-                supported: warden::store::codec::FORMAT,
+                supported: warden::store::codec::STORE_FORMAT,
                 ..
             },
         ) => {
@@ -335,10 +335,11 @@ fn a_daemon_killed_before_its_first_commit_starts_again() {
     assert_eq!(r["ok"], true, "{r}");
 }
 
-/// A format-1 store (written by the previous build) opens, its records read, and
-/// its format mark is raised so that a build that cannot read format 2 refuses it.
+/// A format-1 store (written by an earlier build) opens, its records read, and
+/// its format mark is raised to this build's store format, so that a build that
+/// cannot read what this one writes (format 2 records, format 3 entries) refuses it.
 #[test]
-fn a_format_1_store_is_read_and_marked_format_2() {
+fn a_format_1_store_is_read_and_marked_with_this_builds_format() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = raw_db(dir.path());
@@ -358,5 +359,53 @@ fn a_format_1_store_is_read_and_marked_format_2() {
         .get(keys::META)
         .unwrap()
         .unwrap();
-    assert_eq!(&meta[..], &[warden::store::codec::FORMAT]);
+    assert_eq!(&meta[..], &[warden::store::codec::STORE_FORMAT]);
+    assert_eq!(warden::store::codec::STORE_FORMAT, 3);
+}
+
+/// Entries (an agent's keyed state) are written and removed by a commit, read
+/// back at recovery, and one that does not decode is quarantined alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_survive_a_reopen_and_a_corrupt_one_is_quarantined_alone() {
+    use warden::store::{entries, Batch};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let mut b = Batch::default();
+    for g in ["a", "b", "c"] {
+        entries::put(
+            &mut b,
+            "join",
+            &format!("g:{g}"),
+            Some(&json!({"count": 3})),
+        );
+    }
+    store.commit(b).await.unwrap();
+    let mut b = Batch::default();
+    entries::put(&mut b, "join", "g:b", None);
+    store.commit(b).await.unwrap();
+    store.close();
+    drop(store);
+    let (store, recovered) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let e = &recovered.agents["join"].entries;
+    assert_eq!(
+        e.keys().collect::<Vec<_>>(),
+        ["g:a", "g:c"],
+        "the removal committed"
+    );
+    assert_eq!(e["g:a"], json!({"count": 3}));
+    store.close();
+    drop((store, recovered));
+    {
+        let db = raw_db(dir.path());
+        let t = db.open_tree("warden").unwrap();
+        t.insert(keys::entry_key("join", "g:c"), &b"\x02garbage"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (store, recovered) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(recovered.quarantined, 1);
+    let e = &recovered.agents["join"].entries;
+    assert_eq!(e.keys().collect::<Vec<_>>(), ["g:a"], "the good one kept");
+    assert_eq!(store.quarantine().len(), 1);
+    store.close();
 }

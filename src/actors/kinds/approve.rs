@@ -7,8 +7,8 @@
 //! on_reject = "planner"     # optional: rejected items go here, with the reason
 //! ```
 //!
-//! Each message becomes a pending item in the agent's committed state (so it
-//! survives restarts and crashes), announced by an `approval_waiting` event
+//! Each message becomes a pending item, an entry of the agent's keyed state (so
+//! it survives restarts and crashes, and a commit writes only that item), announced by an `approval_waiting` event
 //! (`warden ctl watch`). `warden ctl approvals`, `approve AGENT ID [--payload
 //! JSON]` and `reject AGENT ID --reason TEXT` decide: the decision is itself a
 //! message to the agent (`{"__approval": {...}}`), so taking the item out of the
@@ -56,12 +56,16 @@ pub(super) fn info() -> KindInfo {
     }
 }
 
-/// The pending items in an approval gate's state, oldest first.
-pub fn pending(state: &Value) -> Vec<Value> {
-    let mut v: Vec<Value> = state["pending"]
-        .as_object()
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
+/// Entry prefix of a pending item (its key: the item's id).
+pub const ITEM: &str = "item:";
+
+/// The pending items of an approval gate, oldest first: its entries, and any an
+/// earlier build kept in the state (`{"pending": {id: item}}`).
+pub fn pending(slot: &crate::actors::AgentSlot) -> Vec<Value> {
+    let mut v: Vec<Value> = slot.entries(ITEM).into_iter().map(|(_, i)| i).collect();
+    if let Some(old) = slot.state()["pending"].as_object() {
+        v.extend(old.values().cloned());
+    }
     v.sort_by_key(|i| i["since_ms"].as_u64().unwrap_or(0));
     v
 }
@@ -79,6 +83,21 @@ fn lineage(item: &Value, ctx: &Context) -> Lineage {
     }
 }
 
+/// Takes item `id` out of the pending set (an entry, or an earlier build's state).
+fn take(ctx: &mut Context, id: &str) -> Result<Option<Value>, AgentError> {
+    let key = format!("{ITEM}{id}");
+    if let Some(item) = ctx.entry(&key) {
+        ctx.set_entry(&key, None)?;
+        return Ok(Some(item));
+    }
+    let mut state = ctx.state().clone();
+    let item = state["pending"].as_object_mut().and_then(|p| p.remove(id));
+    if item.is_some() {
+        ctx.set_state(state);
+    }
+    Ok(item)
+}
+
 #[async_trait::async_trait]
 impl Agent for Approve {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
@@ -93,18 +112,11 @@ impl Agent for Approve {
                 ),
             ));
         }
-        let mut state = ctx.state().clone();
-        if !state.is_object() {
-            state = json!({});
-        }
-        if state.get("pending").is_none_or(|p| !p.is_object()) {
-            state["pending"] = json!({});
-        }
         let Some(decision) = payload.get("__approval") else {
             // a new item waits
             let m = ctx.message();
             let id = m.id.to_string();
-            state["pending"][&id] = json!({
+            let item = json!({
                 "id": id,
                 "payload": payload,
                 "correlation": &*m.correlation,
@@ -112,45 +124,48 @@ impl Agent for Approve {
                 "part": m.part,
                 "since_ms": crate::envelope::now_ms(),
             });
-            ctx.set_state(state);
+            ctx.set_entry(&format!("{ITEM}{id}"), Some(item))?;
             ctx.notify("approval_waiting", id.clone());
             ctx.reply(json!({"pending": id}));
             return Ok(());
         };
+        let approve = match decision["decision"].as_str() {
+            Some("approve") => true,
+            Some("reject") => false,
+            _ => {
+                ctx.reply(json!({"error": "bad_request", "message": "decision must be approve or reject"}));
+                return Ok(());
+            }
+        };
         let id = decision["id"].as_str().unwrap_or("").to_string();
-        let Some(item) = state["pending"].as_object_mut().and_then(|p| p.remove(&id)) else {
+        let Some(item) = take(ctx, &id)? else {
             ctx.reply(json!({"error": "not_found", "message": format!("no pending item '{id}' at '{}'", self.me)}));
             return Ok(());
         };
         let original = item["payload"].clone();
         let lineage = lineage(&item, ctx);
-        match decision["decision"].as_str() {
-            Some("approve") => {
-                let out = decision.get("payload").cloned().unwrap_or(original);
-                for to in &self.to {
-                    ctx.emit_in(to, out.clone(), lineage.clone())?;
+        if approve {
+            let out = decision.get("payload").cloned().unwrap_or(original);
+            for to in &self.to {
+                ctx.emit_in(to, out.clone(), lineage.clone())?;
+            }
+            ctx.reply(json!({"approved": id}));
+        } else {
+            let reason = decision["reason"].as_str().unwrap_or("").to_string();
+            match &self.on_reject {
+                Some(to) => {
+                    ctx.emit_in(to, json!({"rejected": original, "reason": reason}), lineage)?
                 }
-                ctx.reply(json!({"approved": id}));
-            }
-            Some("reject") => {
-                let reason = decision["reason"].as_str().unwrap_or("").to_string();
-                match &self.on_reject {
-                    Some(to) => {
-                        ctx.emit_in(to, json!({"rejected": original, "reason": reason}), lineage)?
-                    }
-                    None => {
-                        let me = self.me.clone();
-                        ctx.emit(&me, json!({"__rejected": {"id": id, "reason": reason, "payload": original}}))?
-                    }
+                None => {
+                    let me = self.me.clone();
+                    ctx.emit(
+                        &me,
+                        json!({"__rejected": {"id": id, "reason": reason, "payload": original}}),
+                    )?
                 }
-                ctx.reply(json!({"rejected": id}));
             }
-            _ => {
-                ctx.reply(json!({"error": "bad_request", "message": "decision must be approve or reject"}));
-                return Ok(());
-            }
+            ctx.reply(json!({"rejected": id}));
         }
-        ctx.set_state(state);
         Ok(())
     }
 }

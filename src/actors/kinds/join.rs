@@ -263,3 +263,91 @@ impl Agent for Join {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::kinds::test_ctx::{commit, ctx_with};
+    use crate::actors::slot::SharedEntries;
+    use crate::envelope::Part;
+
+    fn join() -> Join {
+        Join {
+            window: Duration::from_secs(60),
+            to: Vec::new(),
+            host: None,
+            timers: Vec::new(),
+        }
+    }
+
+    fn part(group: &str, index: u32, count: u32) -> Option<Part> {
+        Some(Part {
+            group: group.into(),
+            index,
+            count,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_earlier_builds_state_moves_into_entries_and_its_groups_complete() {
+        let entries = SharedEntries::default();
+        let old = json!({
+            "groups": {"s:1": {"count": 2, "first_ms": now_ms(), "parts": {"0": "x"}}},
+            "done": ["s:0"],
+        });
+        let mut j = join();
+        let mut c = ctx_with("c", json!("y"), part("s:1", 1, 2), old, &entries);
+        j.handle(&mut c).await.unwrap();
+        let out = c.reply.clone().unwrap();
+        assert_eq!(out["parts"], json!(["x", "y"]), "{out}");
+        assert_eq!(out["missing"], json!([]));
+        let state = commit(c, &entries);
+        assert_eq!(state, json!({"done": 2}), "the state keeps only a count");
+        // a late part of a group an earlier build emitted is dropped
+        let mut c = ctx_with("c", json!("z"), part("s:0", 0, 1), state, &entries);
+        j.handle(&mut c).await.unwrap();
+        assert_eq!(c.reply.clone().unwrap(), json!({"late": "s:0"}));
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_part_counts_once_and_emitted_groups_are_bounded() {
+        let entries = SharedEntries::default();
+        let mut j = join();
+        let mut state = Value::Null;
+        for _ in 0..2 {
+            let mut c = ctx_with("c", json!("a"), part("g", 0, 2), state, &entries);
+            j.handle(&mut c).await.unwrap();
+            assert!(
+                c.reply.is_none(),
+                "not complete with one part, however often"
+            );
+            state = commit(c, &entries);
+        }
+        let mut c = ctx_with("c", json!("b"), part("g", 1, 2), state, &entries);
+        j.handle(&mut c).await.unwrap();
+        assert_eq!(c.reply.clone().unwrap()["parts"], json!(["a", "b"]));
+        state = commit(c, &entries);
+        assert_eq!(
+            entries.read().unwrap().keys().collect::<Vec<_>>(),
+            ["d:g"],
+            "the group's parts are gone, its emission remembered"
+        );
+        // many one-part groups: the remembered ones stay within the bound
+        for i in 0..(MAX_DONE + MAX_DONE / 5) {
+            let g = format!("h{i}");
+            let mut c = ctx_with("c", json!(i), part(&g, 0, 1), state, &entries);
+            j.handle(&mut c).await.unwrap();
+            state = commit(c, &entries);
+        }
+        let remembered = entries.read().unwrap().len();
+        assert!(
+            remembered <= MAX_DONE + MAX_DONE / 10 + 1,
+            "{remembered} remembered"
+        );
+        assert_eq!(state["done"], remembered as u64);
+        assert!(
+            !entries.read().unwrap().contains_key("d:g"),
+            "the oldest forgotten"
+        );
+    }
+}

@@ -16,6 +16,8 @@ pub mod join;
 pub mod llm;
 pub mod router;
 pub mod sink;
+#[cfg(test)]
+mod test_ctx;
 pub mod timer;
 pub mod validate;
 

@@ -66,11 +66,8 @@ pub(super) fn info() -> KindInfo {
 
 impl Router {
     /// Counts this pass of the message's correlation; returns the count.
-    fn count_pass(&self, ctx: &mut Context) -> u64 {
-        let correlation = ctx.message().correlation.to_string();
-        let (state, n) = super::counts::bump(ctx.state(), "cycles", &correlation, MAX_TRACKED);
-        ctx.set_state(state);
-        n
+    fn count_pass(&self, ctx: &mut Context) -> Result<u64, AgentError> {
+        super::counts::bump(ctx, "cycles", MAX_TRACKED)
     }
 }
 
@@ -79,7 +76,7 @@ impl Agent for Router {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
         let payload = ctx.payload().clone();
         if let Some(max) = self.max_cycles {
-            let n = self.count_pass(ctx);
+            let n = self.count_pass(ctx)?;
             if n > max {
                 return match &self.exhausted {
                     Some(to) => {

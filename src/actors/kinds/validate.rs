@@ -72,11 +72,8 @@ pub(super) fn info() -> KindInfo {
 
 impl Validate {
     /// Counts a failure of the message's correlation in the state; the count.
-    fn count_failure(ctx: &mut Context) -> u64 {
-        let correlation = ctx.message().correlation.to_string();
-        let (state, n) = super::counts::bump(ctx.state(), "failures", &correlation, MAX_TRACKED);
-        ctx.set_state(state);
-        n
+    fn count_failure(ctx: &mut Context) -> Result<u64, AgentError> {
+        super::counts::bump(ctx, "failures", MAX_TRACKED)
     }
 }
 
@@ -109,7 +106,7 @@ impl Agent for Validate {
             .collect::<Vec<_>>()
             .join("; ");
         if let Some(max) = self.max_cycles {
-            let n = Self::count_failure(ctx);
+            let n = Self::count_failure(ctx)?;
             if n > max {
                 return Err(AgentError::reject(
                     DeadReason::MaxCycles,

@@ -33,7 +33,7 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     let mut out = Vec::new();
     for n in names {
         if let Some(sl) = registry.get(&n).filter(|s| s.spec().kind == "approve") {
-            for mut item in crate::actors::kinds::approve::pending(&sl.state()) {
+            for mut item in crate::actors::kinds::approve::pending(&sl) {
                 item["agent"] = json!(n);
                 out.push(item);
             }
