@@ -53,7 +53,12 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let log = crate::telemetry::init(&config.telemetry.log);
+    let t = &config.telemetry;
+    let log = crate::telemetry::init(&crate::telemetry::Setup {
+        log: t.log.clone(),
+        json: t.log_json,
+        otlp: t.otlp_endpoint.clone().map(|e| (e, t.sample)),
+    });
     for w in &config.warnings {
         tracing::warn!(config = %config.file, "{w}");
     }
@@ -220,6 +225,10 @@ async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = expiry.await;
+    // the spans still queued go to the collector (bounded in time)
+    tokio::task::spawn_blocking(crate::telemetry::shutdown)
+        .await
+        .ok();
     code
 }
 

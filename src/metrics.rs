@@ -7,7 +7,10 @@
 //! `warden_limiter_permits_total`, `warden_limiter_waits_total`,
 //! `warden_limiter_pauses_total`, `warden_limiter_tokens_total`; the store's
 //! `warden_store_commits_total`, `warden_store_flushes_total`,
-//! `warden_store_quarantined_total`; and `warden_build_info{version}`.
+//! `warden_store_quarantined_total`; with span export on,
+//! `warden_trace_spans_exported_total` and
+//! `warden_trace_spans_dropped_total{reason="queue_full|export_failed"}`; and
+//! `warden_build_info{version}`.
 //!
 //! Not yet: the latency histograms (`handle_seconds`, `commit_seconds`,
 //! `commit_batch_size`, `limiter_wait_seconds`).
@@ -172,6 +175,30 @@ impl Collector for TreeCollector {
                 "warden_store_quarantined",
                 "Records quarantined at recovery",
                 &[(vec![], ConstCounter::new(s.quarantined))],
+            )?;
+        }
+        if let Some(t) = crate::telemetry::export::stats() {
+            use std::sync::atomic::Ordering::Relaxed;
+            family(
+                &mut enc,
+                "warden_trace_spans_exported",
+                "Spans the OTLP collector took",
+                &[(vec![], ConstCounter::new(t.exported.load(Relaxed)))],
+            )?;
+            family(
+                &mut enc,
+                "warden_trace_spans_dropped",
+                "Spans dropped: the export queue was full, or the collector did not take them",
+                &[
+                    (
+                        vec![("reason".to_string(), "queue_full".to_string())],
+                        ConstCounter::new(t.dropped_queue_full.load(Relaxed)),
+                    ),
+                    (
+                        vec![("reason".to_string(), "export_failed".to_string())],
+                        ConstCounter::new(t.dropped_export_failed.load(Relaxed)),
+                    ),
+                ],
             )?;
         }
         family(

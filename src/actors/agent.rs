@@ -241,6 +241,9 @@ pub struct Context {
     pub(crate) message: Arc<Envelope>,
     pub(crate) state: Value,
     pub(crate) state_changed: bool,
+    /// The trace context what this delivery emits continues (its handle span's),
+    /// when spans are exported; else the message's own.
+    pub(crate) trace_out: Option<String>,
     /// The agent's committed entries, and what this delivery changes in them.
     pub(crate) entries: Option<crate::actors::slot::SharedEntries>,
     pub(crate) entry_changes: EntryChanges,
@@ -271,6 +274,7 @@ impl Context {
             message,
             state,
             state_changed: false,
+            trace_out: None,
             entries: None,
             entry_changes: EntryChanges::new(),
             emits: Vec::new(),

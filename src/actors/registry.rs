@@ -29,6 +29,9 @@ pub struct SendOptions {
     pub deadline: Option<Duration>,
     /// Where replies go.
     pub reply_to: Option<ReplyTo>,
+    /// A caller's W3C trace context (`traceparent`): the correlation's trace
+    /// joins the caller's.
+    pub traceparent: Option<String>,
 }
 
 /// Why a call got no reply.
@@ -153,10 +156,10 @@ impl Registry {
                 .map(crate::clock::ms_after),
             key: opts.key,
             reply_to: opts.reply_to,
-            trace: None,
+            trace: opts.traceparent,
             part: None,
         };
-        let span = tracing::trace_span!("warden.enqueue", agent = %slot.name);
+        let span = tracing::trace_span!("warden.send", agent = %slot.name);
         match span.in_scope(|| slot.accept(parts))? {
             Accepting::Done(sent) => Ok(sent),
             Accepting::Flushing(id, rx) => {

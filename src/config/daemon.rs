@@ -19,7 +19,13 @@ pub(super) const DAEMON: &[&str] = &[
     "admin_max_clients",
     "admin_idle_timeout",
 ];
-const TELEMETRY: &[&str] = &["log", "otlp_endpoint", "metrics_listen"];
+const TELEMETRY: &[&str] = &[
+    "log",
+    "log_format",
+    "otlp_endpoint",
+    "sample",
+    "metrics_listen",
+];
 pub(super) const LIMIT: &[&str] = &[
     "requests_per_second",
     "requests_per_minute",
@@ -122,9 +128,13 @@ pub(super) fn telemetry(s: &Section) -> Result<TelemetryConfig, ConfigError> {
             )
         })?),
     };
+    let log_json = s.choice("log_format", &["text", "json"])? == Some("json");
+    let sample = s.number("sample", 0.0, 1.0)?.unwrap_or(1.0);
     Ok(TelemetryConfig {
         log,
+        log_json,
         otlp_endpoint,
+        sample,
         metrics_listen,
     })
 }

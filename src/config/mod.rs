@@ -67,8 +67,12 @@ pub struct DaemonConfig {
 pub struct TelemetryConfig {
     /// The tracing filter (`RUST_LOG` overrides it).
     pub log: String,
-    /// OTLP/HTTP endpoint for traces.
+    /// Logs as one JSON object per line (`log_format = "json"`).
+    pub log_json: bool,
+    /// OTLP/HTTP endpoint for traces (the collector's base URL).
     pub otlp_endpoint: Option<String>,
+    /// The share of traces (correlations) exported, 0 to 1.
+    pub sample: f64,
     /// Where Prometheus metrics are served.
     pub metrics_listen: Option<SocketAddr>,
 }

@@ -297,3 +297,25 @@ pub fn http_post(addr: &str, path: &str, body: &serde_json::Value) -> (u16, Stri
         .unwrap_or_default();
     (status, body)
 }
+
+/// A port on 127.0.0.1 free a moment ago (for a server a test configures).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the whole answer, headers and text.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}

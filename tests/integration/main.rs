@@ -19,5 +19,6 @@ mod reload;
 mod store;
 mod supervision;
 mod supervision_model;
+mod traces;
 mod webhooks;
 mod workflows;

@@ -25,6 +25,7 @@ pub(super) async fn commit(
         state,
         state_changed,
         entry_changes,
+        trace_out,
         emits,
         reply,
         exit,
@@ -52,7 +53,7 @@ pub(super) async fn commit(
         deadline_ms: message.deadline_ms,
         key: None,
         reply_to: None,
-        trace: message.trace.clone(),
+        trace: trace_out.clone().or_else(|| message.trace.clone()),
         part: part.or_else(|| message.part.clone()),
     };
     let mut call_reply = None;

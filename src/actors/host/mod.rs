@@ -285,6 +285,8 @@ async fn deliver(
         st.registry.clone(),
         st.limiters.clone(),
     );
+    crate::telemetry::trace::join(&span, env.trace.as_deref());
+    ctx.trace_out = crate::telemetry::trace::traceparent_of(&span);
     ctx.allowed = st.allowed.clone();
     ctx.events = slot.events();
     ctx.entries = Some(slot.shared_entries());

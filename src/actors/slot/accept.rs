@@ -99,10 +99,16 @@ pub(crate) struct Parts {
 
 impl Parts {
     fn into_envelope(self, id: MessageId) -> Envelope {
+        let correlation = self
+            .correlation
+            .unwrap_or_else(|| Arc::from(id.to_string()));
+        let trace = if crate::telemetry::trace::enabled() {
+            crate::telemetry::trace::enqueue(self.trace, &id.agent, &id.to_string(), &correlation)
+        } else {
+            self.trace
+        };
         Envelope {
-            correlation: self
-                .correlation
-                .unwrap_or_else(|| Arc::from(id.to_string())),
+            correlation,
             id,
             payload: self.payload,
             causation: self.causation,
@@ -111,7 +117,7 @@ impl Parts {
             deadline_ms: self.deadline_ms,
             key: self.key,
             reply_to: self.reply_to,
-            trace: self.trace,
+            trace,
             enqueued_ms: now_ms(),
             part: self.part,
         }

@@ -80,9 +80,10 @@ impl AgentSlot {
                 at_ms: now_ms(),
             });
         }
-        let _span =
-            tracing::warn_span!("warden.dead_letter", agent = %self.name, message_id = %env.id)
-                .entered();
+        let span = tracing::warn_span!("warden.dead_letter", agent = %self.name,
+            message_id = %env.id, correlation = %env.correlation, reason = reason.as_str());
+        crate::telemetry::trace::join(&span, env.trace.as_deref());
+        let _span = span.entered();
         tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
     }
 

@@ -47,6 +47,9 @@ pub(super) enum CtlCommand {
         /// until then.
         #[arg(long)]
         delay: Option<String>,
+        /// Join the caller's trace: a W3C traceparent (00-TRACE-PARENT-FLAGS).
+        #[arg(long)]
+        traceparent: Option<String>,
     },
     /// Send and wait for the reply.
     Call {

@@ -88,6 +88,7 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             correlation,
             deadline,
             delay,
+            traceparent,
         } => {
             if let Some(d) = deadline {
                 duration_arg("deadline", d)?;
@@ -95,7 +96,7 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             if let Some(d) = delay {
                 duration_arg("delay", d)?;
             }
-            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline, "delay": delay});
+            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline, "delay": delay, "traceparent": traceparent});
             ("send", strip_nulls(f), None)
         }
         Call {

@@ -2,8 +2,8 @@
 //! supervisord's `update` (also on SIGHUP). With `dry_run`, only the plan.
 //!
 //! The file is validated whole first: an invalid file changes nothing and the
-//! error says why (`invalid_config`). `[daemon]` keys, `telemetry.otlp_endpoint`
-//! and `telemetry.metrics_listen` take effect only at start: a file that changes
+//! error says why (`invalid_config`). `[daemon]` keys, `telemetry.otlp_endpoint`,
+//! `sample`, `log_format` and `metrics_listen` take effect only at start: a file that changes
 //! them is refused (`reload_refused`) naming the keys. `telemetry.log` is applied
 //! live (unless `RUST_LOG` set the filter). The tree and the limiters change as
 //! [`crate::runtime::Runtime::reload`] says.
@@ -108,7 +108,10 @@ fn start_only_changes(
     }
     cmp!(a, b, "daemon.": data_dir, durability, shutdown_timeout, socket, idempotency_retention,
         commit_max_batch, commit_max_delay, admin_max_clients, admin_idle_timeout);
-    cmp!(ta, tb, "telemetry.": otlp_endpoint, metrics_listen);
+    cmp!(ta, tb, "telemetry.": otlp_endpoint, sample, metrics_listen);
+    if ta.log_json != tb.log_json {
+        out.push("telemetry.log_format");
+    }
     out
 }
 

@@ -24,14 +24,16 @@ pub(crate) struct Req {
     deadline: Option<String>,
     /// Into the mailbox only after this long (`"10m"`): a durable delayed send.
     delay: Option<String>,
+    /// The caller's W3C trace context: the message's trace joins it.
+    traceparent: Option<String>,
 }
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     if let Some(d) = r.delay.as_deref() {
         let delay = duration("delay", d)?;
-        if r.deadline.is_some() {
+        if r.deadline.is_some() || r.traceparent.is_some() {
             return Err(AdminError::bad_request(
-                "delay and deadline do not go together yet: a delayed send has no deadline",
+                "delay does not go together with deadline or traceparent yet: a delayed send has neither",
             ));
         }
         let rec = ctx
@@ -49,9 +51,20 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
             .map(|d| duration("deadline", d))
             .transpose()?,
         reply_to: None,
+        traceparent: r.traceparent.as_deref().map(traceparent).transpose()?,
     };
     let sent = ctx.runtime.send_with(&r.to, r.payload, opts).await?;
     Ok(json!({"message_id": sent.message_id.to_string(), "duplicate": sent.duplicate}))
+}
+
+/// A `traceparent` field, checked.
+pub(super) fn traceparent(tp: &str) -> Result<String, AdminError> {
+    match crate::telemetry::trace::parse(tp) {
+        Some(_) => Ok(tp.trim().to_string()),
+        None => Err(AdminError::bad_request(format!(
+            "traceparent {tp:?} is not a W3C traceparent; it looks like \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\" (version, 32-hex trace id, 16-hex parent id, flags)"
+        ))),
+    }
 }
 
 pub(super) fn render(r: &Value) -> String {

@@ -1,0 +1,130 @@
+//! Trace context of messages (DESIGN sections 7 and 11): a W3C `traceparent` in
+//! each envelope, so that one correlation is one trace across agents, retries,
+//! restarts and daemon restarts.
+//!
+//! When export is on (`telemetry.otlp_endpoint`), accepting a message opens a
+//! `warden.enqueue` span: a new trace's root for a send from outside (sampled
+//! per `telemetry.sample`, a decision the whole trace keeps), else a child of
+//! the given `traceparent` (`ctl send --traceparent`, or the handling that
+//! emitted it). The envelope keeps the enqueue span's context, so every attempt
+//! of the message, in this life of the daemon or the next, handles it in a
+//! `warden.handle` span under that enqueue span; what it emits continues from the
+//! handle span; a dead letter's `warden.dead_letter` span joins the same trace.
+//! When export is off, nothing here allocates or records (an envelope keeps the
+//! `traceparent` it came with, and passes it on).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (set once at start).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+pub(super) fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` when it
+/// is not one (or names the invalid all-zero trace or span).
+pub fn parse(tp: &str) -> Option<SpanContext> {
+    let mut it = tp.trim().split('-');
+    let (version, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if version == "00" && it.next().is_some() {
+        return None;
+    }
+    let trace = TraceId::from_hex(trace).ok()?;
+    let span = SpanId::from_hex(span).ok()?;
+    if trace == TraceId::INVALID || span == SpanId::INVALID {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(SpanContext::new(
+        trace,
+        span,
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    ))
+}
+
+/// The `traceparent` of a span context.
+pub fn format(sc: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    )
+}
+
+/// Makes `span` a child of `traceparent`, when export is on and it is one.
+pub fn join(span: &tracing::Span, traceparent: Option<&str>) {
+    if !enabled() {
+        return;
+    }
+    if let Some(sc) = traceparent.and_then(parse) {
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc));
+    }
+}
+
+/// The `traceparent` of `span`, when export is on.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| format(&sc))
+}
+
+/// The trace context a message accepted now keeps: with export on, that of its
+/// `warden.enqueue` span (a child of `parent`, or a new trace); else `parent`.
+pub fn enqueue(
+    parent: Option<String>,
+    agent: &str,
+    message_id: &str,
+    correlation: &str,
+) -> Option<String> {
+    if !enabled() {
+        return parent;
+    }
+    let span =
+        tracing::info_span!(target: "warden", "warden.enqueue", agent, message_id, correlation);
+    join(&span, parent.as_deref());
+    traceparent_of(&span).or(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_parse_as_w3c_writes_them() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = parse(tp).expect("valid");
+        assert!(sc.is_sampled() && sc.is_remote());
+        assert_eq!(format(&sc), tp);
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!parse(unsampled).unwrap().is_sampled());
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+    }
+}
