@@ -289,3 +289,47 @@ fn a_collector_that_is_down_stalls_nothing_and_its_losses_are_counted() {
     let m = metrics();
     assert!(m.contains("warden_trace_spans_exported_total"), "{m}");
 }
+
+/// `log_format = "json"`: one JSON object per line, a message's lines naming its
+/// agent, id and correlation, and no payload at info.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_message_they_are_about() {
+    let sb = Sandbox::new(
+        r#"
+[daemon]
+data_dir = "{dir}/data"
+
+[telemetry]
+log_format = "json"
+
+[supervisor.root]
+children = ["w"]
+
+[agent.w]
+kind = "echo"
+accept_faults = true
+max_attempts = 1
+"#,
+    );
+    let d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(json!({"op": "send", "to": "w", "correlation": "job-9",
+        "payload": {"fault": "error", "secret": "payload-marker-5512"}}));
+    assert_eq!(r["ok"], true, "{r}");
+    d.wait_for_log("message dead-lettered", T);
+    let text = d.log_text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let dead = lines
+        .iter()
+        .find(|l| l["message"] == "message dead-lettered")
+        .expect("the dead letter is logged");
+    assert_eq!(dead["span"]["agent"], "w", "{dead}");
+    assert_eq!(dead["span"]["message_id"], "w:1", "{dead}");
+    assert_eq!(dead["span"]["correlation"], "job-9", "{dead}");
+    assert!(!text.contains("payload-marker-5512"), "no payload in the log at info");
+}
