@@ -23,6 +23,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::Runtime;
@@ -116,14 +117,30 @@ impl Collector for TreeCollector {
         family(
             &mut enc,
             "warden_mailbox_depth",
-            "Messages waiting or in flight",
-            &gauge(&|s| (s.pending() + s.in_flight()) as i64),
+            "Messages waiting (not in flight), as ctl stats's pending",
+            &gauge(&|s| s.pending() as i64),
         )?;
         family(
             &mut enc,
             "warden_dead_letters_kept",
             "Dead letters kept now",
             &gauge(&|s| s.dead_count() as i64),
+        )?;
+        let hist =
+            |f: &dyn Fn(&crate::actors::AgentSlot) -> Histogram| -> Vec<(Labels, Histogram)> {
+                slots.iter().map(|(n, s)| (by_agent(n), f(s))).collect()
+            };
+        family(
+            &mut enc,
+            "warden_handle_seconds",
+            "Time per handling attempt",
+            &hist(&|s| s.stats.handle_seconds.0.clone()),
+        )?;
+        family(
+            &mut enc,
+            "warden_limiter_wait_seconds",
+            "Time an attempt waited for its limiters' permits",
+            &hist(&|s| s.stats.limiter_wait_seconds.0.clone()),
         )?;
         let limits = rt.tree_context().limits().snapshot();
         let lim = |f: &dyn Fn(&crate::policies::rate_limit::LimiterSnapshot) -> u64| -> Vec<(Labels, ConstCounter)> {
@@ -169,6 +186,19 @@ impl Collector for TreeCollector {
                 "warden_store_flushes",
                 "Group commits flushed",
                 &[(vec![], ConstCounter::new(s.flushes))],
+            )?;
+            let st = &store.stats;
+            family(
+                &mut enc,
+                "warden_commit_seconds",
+                "Time per group commit (apply and flush)",
+                &[(vec![], st.commit_seconds.0.clone())],
+            )?;
+            family(
+                &mut enc,
+                "warden_commit_batch_size",
+                "Requests per group commit",
+                &[(vec![], st.commit_batch_size.0.clone())],
             )?;
             family(
                 &mut enc,
@@ -222,6 +252,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "metrics at /metrics");
+    crate::telemetry::histograms::record();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(TreeCollector {
         runtime: RuntimeRef(runtime),

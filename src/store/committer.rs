@@ -94,9 +94,12 @@ impl Committer {
         self.stats
             .commits
             .fetch_add(thens.len() as u64, Ordering::Relaxed);
+        let took = started.elapsed();
         self.stats
             .commit_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.stats.commit_seconds.observe(took);
+        self.stats.commit_batch_size.observe(thens.len());
         if let Err(e) = &result {
             tracing::error!(error = %e, "store write failed");
             self.failure.send_if_modified(|f| {

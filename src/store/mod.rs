@@ -69,6 +69,10 @@ pub struct StoreStats {
     pub commit_ns: AtomicU64,
     /// Records quarantined at recovery.
     pub quarantined: AtomicU64,
+    /// Time per group commit, apply and flush (`warden_commit_seconds`).
+    pub commit_seconds: crate::telemetry::histograms::Seconds,
+    /// Requests per group commit (`warden_commit_batch_size`).
+    pub commit_batch_size: crate::telemetry::histograms::Sizes,
 }
 
 /// A snapshot of the store's counters (the `stats` op's `store` object).

@@ -11,6 +11,7 @@
 //! filters the log only: exported spans do not depend on it.
 
 pub mod export;
+pub mod histograms;
 pub mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};

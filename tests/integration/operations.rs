@@ -405,10 +405,28 @@ fn metrics_are_served_in_openmetrics_text() {
         "warden_messages_handled_total{agent=\"out\"} 3",
         "warden_mailbox_depth{agent=\"out\"} 0",
         "warden_build_info{version=",
+        // histograms: one handling per message, each commit counted
+        "# TYPE warden_handle_seconds histogram",
+        "warden_handle_seconds_count{agent=\"out\"} 3",
+        "warden_handle_seconds_bucket{le=\"+Inf\",agent=\"out\"} 3",
+        "# TYPE warden_commit_seconds histogram",
+        "# TYPE warden_commit_batch_size histogram",
         "# EOF",
     ] {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
+    // the same numbers as ctl stats
+    let stats = sb.ctl_json(&["stats"]);
+    let commits = stats["store"]["commits"].as_u64().unwrap();
+    let batched: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("warden_commit_batch_size_sum{} "))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+        .unwrap_or_else(|| panic!("a batch-size sum in:\n{text}"));
+    assert!(
+        batched <= commits && batched >= 6,
+        "requests in group commits ({batched}) vs ctl stats's commits ({commits})"
+    );
 }
 
 /// `send --delay`: kept in the store, enqueued when due, once, across a SIGKILL.

@@ -323,7 +323,9 @@ max_attempts = 1
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
     let dead = lines
         .iter()
         .find(|l| l["message"] == "message dead-lettered")
@@ -331,5 +333,8 @@ max_attempts = 1
     assert_eq!(dead["span"]["agent"], "w", "{dead}");
     assert_eq!(dead["span"]["message_id"], "w:1", "{dead}");
     assert_eq!(dead["span"]["correlation"], "job-9", "{dead}");
-    assert!(!text.contains("payload-marker-5512"), "no payload in the log at info");
+    assert!(
+        !text.contains("payload-marker-5512"),
+        "no payload in the log at info"
+    );
 }

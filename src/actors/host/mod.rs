@@ -255,12 +255,16 @@ async fn deliver(
     let deadline = env
         .deadline_ms
         .map(|d| crate::clock::after(Duration::from_millis(d.saturating_sub(now_ms()))));
+    let waiting = (!st.limiters.is_empty()).then(crate::clock::Instant::now);
     for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
             slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why, false);
             return Ok(Outcome::Failed);
         }
+    }
+    if let Some(t) = waiting {
+        slot.stats.limiter_wait_seconds.observe(t.elapsed());
     }
     if let Some(store) = slot.store() {
         // G4: the attempt is durable before it starts, so a message that kills the
@@ -303,6 +307,7 @@ async fn deliver(
         }
         behaviour.handle(&mut ctx).await
     };
+    let started = crate::clock::Instant::now();
     let result = match tokio::time::timeout(limit, run).instrument(span).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::retryable(format!(
@@ -310,6 +315,7 @@ async fn deliver(
             spec.timeout
         ))),
     };
+    slot.stats.handle_seconds.observe(started.elapsed());
     match result {
         Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),

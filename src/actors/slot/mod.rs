@@ -66,6 +66,11 @@ pub struct AgentStats {
     pub restarts: AtomicU64,
     /// The oldest dead letters purged to keep at most `dlq_max`.
     pub dead_purged: AtomicU64,
+    /// Time per handling attempt (`warden_handle_seconds`).
+    pub handle_seconds: crate::telemetry::histograms::Seconds,
+    /// Time waiting for limiter permits before an attempt
+    /// (`warden_limiter_wait_seconds`).
+    pub limiter_wait_seconds: crate::telemetry::histograms::Seconds,
 }
 
 struct Queued {
