@@ -42,70 +42,7 @@ pub trait Agent: Send + 'static {
     }
 }
 
-/// What a behaviour knows of the incarnation running it, and how it ends it.
-#[derive(Clone)]
-pub struct HostHandle {
-    pub(crate) cell: ractor::ActorCell,
-    pub(crate) agent: Arc<str>,
-    pub(crate) replica: usize,
-    pub(crate) slot: std::sync::Weak<AgentSlot>,
-}
-
-impl HostHandle {
-    /// The agent's name.
-    pub fn agent(&self) -> &str {
-        &self.agent
-    }
-
-    /// Which replica this incarnation runs (0-based).
-    pub fn replica(&self) -> usize {
-        self.replica
-    }
-
-    /// The agent's committed state now.
-    pub fn state(&self) -> Value {
-        self.slot
-            .upgrade()
-            .map(|s| s.state())
-            .unwrap_or(Value::Null)
-    }
-
-    /// The agent's committed entries whose keys start with `prefix`, in key order.
-    pub fn entries(&self, prefix: &str) -> Vec<(String, Value)> {
-        self.slot
-            .upgrade()
-            .map(|s| s.entries(prefix))
-            .unwrap_or_default()
-    }
-
-    /// Puts a message into the agent's own mailbox (a timer's tick), with an
-    /// idempotency key so the same `key` is accepted once within the retention.
-    /// Returns false if it was refused (the mailbox is full, or gone).
-    pub fn send_self(&self, payload: Value, key: String) -> bool {
-        let Some(slot) = self.slot.upgrade() else {
-            return false;
-        };
-        let parts = crate::actors::slot::Parts {
-            payload,
-            correlation: None,
-            causation: None,
-            hops: 0,
-            deadline_ms: None,
-            key: Some(key),
-            reply_to: None,
-            trace: None,
-            part: None,
-        };
-        slot.accept(parts).is_ok()
-    }
-
-    /// Ends this incarnation after its current message with `reason`: `normal`
-    /// (or `shutdown`) is a normal exit, anything else abnormal; its supervisor
-    /// decides on a restart by its restart type.
-    pub fn exit(&self, reason: &str) {
-        self.cell.stop(Some(reason.to_string()));
-    }
-}
+pub use crate::actors::host_handle::HostHandle;
 
 /// What went wrong in a handler, and so what the runtime does with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,59 +309,6 @@ impl Context {
             last.part = Some(part);
         }
         Ok(())
-    }
-
-    /// Entry `key` of the agent's keyed state: as this delivery set it, else as
-    /// last committed. Entries suit many small things kept per agent (one per
-    /// correlation, group or item): a commit writes only the entries it changes,
-    /// where a change to the state rewrites all of it.
-    pub fn entry(&self, key: &str) -> Option<Value> {
-        if let Some(v) = self.entry_changes.get(key) {
-            return v.clone();
-        }
-        let e = self.entries.as_ref()?;
-        let e = e.read().unwrap_or_else(|p| p.into_inner());
-        e.get(key).cloned()
-    }
-
-    /// Sets (`Some`) or removes (`None`) entry `key`, committed with the ack like
-    /// the state (nothing of it if the delivery fails). A key is at most
-    /// [`MAX_KEY`](crate::store::entries::MAX_KEY) bytes.
-    pub fn set_entry(&mut self, key: &str, value: Option<Value>) -> Result<(), AgentError> {
-        if key.len() > crate::store::entries::MAX_KEY {
-            return Err(AgentError::non_retryable(format!(
-                "an entry key of {} bytes; at most {} are allowed",
-                key.len(),
-                crate::store::entries::MAX_KEY
-            )));
-        }
-        self.entry_changes.insert(key.to_string(), value);
-        Ok(())
-    }
-
-    /// The keys of the entries that start with `prefix`, in key order, as this
-    /// delivery sees them (its own changes included).
-    pub fn entry_keys(&self, prefix: &str) -> Vec<String> {
-        let mut keys: std::collections::BTreeSet<String> = match &self.entries {
-            Some(e) => {
-                let e = e.read().unwrap_or_else(|p| p.into_inner());
-                e.range(prefix.to_string()..)
-                    .take_while(|(k, _)| k.starts_with(prefix))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            }
-            None => Default::default(),
-        };
-        for (k, v) in &self.entry_changes {
-            if k.starts_with(prefix) {
-                if v.is_some() {
-                    keys.insert(k.clone());
-                } else {
-                    keys.remove(k);
-                }
-            }
-        }
-        keys.into_iter().collect()
     }
 
     /// The agent's state as last committed (JSON `null` until first set).

@@ -10,10 +10,12 @@
 //! of their exits through the reasons in [`exit`].
 
 pub mod agent;
+mod entries;
 pub mod event;
 pub mod exit;
 pub(crate) mod faults;
 pub(crate) mod host;
+mod host_handle;
 pub mod kinds;
 pub mod registry;
 pub mod slot;

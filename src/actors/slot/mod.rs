@@ -23,7 +23,7 @@
 //! layout on disk belongs to [`crate::store::mailbox`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ use crate::policies::breaker::Breaker;
 use crate::policies::systemic::Systemic;
 use crate::store::{Batch, IdemMap, RecoveredAgent, Store};
 
+mod stats;
+pub use stats::AgentStats;
 mod accept;
 mod dead;
 mod delivery;
@@ -50,28 +52,6 @@ pub use crate::store::dead::{DeadLetter, DeadReason};
 pub(crate) use accept::{Accepting, Parts};
 pub use accept::{SendError, Sent, Undelivered, MAX_KEYS, MAX_KEY_LEN};
 pub use dead::NewDeadline;
-
-/// Counters of one agent, monotonic since the daemon started.
-#[derive(Debug, Default)]
-pub struct AgentStats {
-    /// Messages accepted into the mailbox.
-    pub accepted: AtomicU64,
-    /// Messages handled and acked.
-    pub handled: AtomicU64,
-    /// Attempts that failed (error, timeout, panic, kill).
-    pub failed_attempts: AtomicU64,
-    /// Messages dead-lettered.
-    pub dead_lettered: AtomicU64,
-    /// Restarts of this agent's hosts.
-    pub restarts: AtomicU64,
-    /// The oldest dead letters purged to keep at most `dlq_max`.
-    pub dead_purged: AtomicU64,
-    /// Time per handling attempt (`warden_handle_seconds`).
-    pub handle_seconds: crate::telemetry::histograms::Seconds,
-    /// Time waiting for limiter permits before an attempt
-    /// (`warden_limiter_wait_seconds`).
-    pub limiter_wait_seconds: crate::telemetry::histograms::Seconds,
-}
 
 struct Queued {
     env: Arc<Envelope>,
