@@ -16,6 +16,7 @@ mod reload;
 mod restart;
 pub mod resume;
 mod spawn;
+mod telemetry;
 
 use serde::Serialize;
 
@@ -179,6 +180,20 @@ impl BenchResult {
 /// Runs `scenario` with size `n` (the scenario's default when `None`; for the
 /// time-bound `durable` and `admin`, `n` is seconds per configuration).
 pub async fn run(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
+    let telemetry = telemetry::from_env().await;
+    let mut results = run_scenario(scenario, n).await;
+    if let Some(t) = telemetry {
+        for r in &mut results {
+            r.variant = Some(match r.variant.take() {
+                Some(v) => format!("{v}, telemetry {t}"),
+                None => format!("telemetry {t}"),
+            });
+        }
+    }
+    results
+}
+
+async fn run_scenario(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
     match scenario {
         Scenario::Pingpong => pingpong::run(n.unwrap_or(1_000_000)).await,
         Scenario::Restart => restart::run(n.unwrap_or(1_000)).await,

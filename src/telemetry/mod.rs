@@ -48,7 +48,8 @@ pub struct Setup {
 
 /// The spans exported, by name: those about messages (each in its message's
 /// trace).
-const EXPORTED: &[&str] = &["warden.enqueue", "warden.handle", "warden.dead_letter"];
+/// (`warden.enqueue` is made by the tracer directly, see [`trace::enqueue`].)
+const EXPORTED: &[&str] = &["warden.handle", "warden.dead_letter"];
 
 static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
     std::sync::OnceLock::new();
@@ -96,7 +97,7 @@ pub fn init(setup: &Setup) -> Option<Arc<LogFilter>> {
                     .build();
                 let tracer = provider.tracer("warden");
                 let _ = PROVIDER.set(provider);
-                trace::enable();
+                trace::enable(tracer.clone());
                 layers.push(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)

@@ -14,18 +14,25 @@
 //! `traceparent` it came with, and passes it on).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use opentelemetry::trace::{Span as _, Tracer as _};
+use opentelemetry::KeyValue;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Makes the enqueue spans directly (a span per accepted message: the hot path).
+static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
 
 /// Whether spans are exported (set once at start).
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-pub(super) fn enable() {
+pub(super) fn enable(tracer: opentelemetry_sdk::trace::SdkTracer) {
+    let _ = TRACER.set(tracer);
     ENABLED.store(true, Ordering::Relaxed);
 }
 
@@ -88,19 +95,38 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 
 /// The trace context a message accepted now keeps: with export on, that of its
 /// `warden.enqueue` span (a child of `parent`, or a new trace); else `parent`.
+///
+/// The span is made with the OpenTelemetry tracer itself, not through
+/// `tracing`: it has no duration worth a subscriber's bookkeeping, and one is
+/// made per accepted message.
 pub fn enqueue(
     parent: Option<String>,
     agent: &str,
     message_id: &str,
     correlation: &str,
 ) -> Option<String> {
-    if !enabled() {
+    let Some(tracer) = TRACER.get().filter(|_| enabled()) else {
         return parent;
+    };
+    let cx = match parent.as_deref().and_then(parse) {
+        Some(sc) => opentelemetry::Context::new().with_remote_span_context(sc),
+        None => opentelemetry::Context::new(),
+    };
+    let mut span = tracer
+        .span_builder("warden.enqueue")
+        .with_attributes([
+            KeyValue::new("agent", agent.to_string()),
+            KeyValue::new("message_id", message_id.to_string()),
+            KeyValue::new("correlation", correlation.to_string()),
+        ])
+        .start_with_context(tracer, &cx);
+    let sc = span.span_context().clone();
+    span.end();
+    if sc.is_valid() {
+        Some(format(&sc))
+    } else {
+        parent
     }
-    let span =
-        tracing::info_span!(target: "warden", "warden.enqueue", agent, message_id, correlation);
-    join(&span, parent.as_deref());
-    traceparent_of(&span).or(parent)
 }
 
 #[cfg(test)]
