@@ -119,7 +119,8 @@ impl Daemon<'_> {
         let patience = Instant::now() + Duration::from_secs(60);
         let mut failures = 0;
         while failures < 50 && Instant::now() < patience {
-            let fields = json!({"to": to, "payload": payload.clone(), "key": format!("chaos-{n}")});
+            let fields = json!({"to": to, "payload": payload.clone(), "key": format!("chaos-{n}"),
+                "correlation": super::correlation_of(n)});
             match request(client, &self.plan.socket, "send", fields) {
                 Ok(_) => return true,
                 Err(e) if e.starts_with("mailbox_full") => {

@@ -319,7 +319,7 @@ impl Plan {
         match request(&mut client, &self.socket, "dlq_list", json!({})) {
             Ok(Value::Array(items)) => {
                 for i in items {
-                    if let Some(t) = i["payload"]["chaos_task"].as_u64() {
+                    if let Some(t) = task_of(&i) {
                         h.dead.push(DeadTask {
                             task: t,
                             reason: i["reason"].as_str().unwrap_or("").into(),
@@ -398,13 +398,32 @@ fn exp(rng: &mut fastrand::Rng, per_s: f64) -> Duration {
     Duration::from_secs_f64((-(1.0 - rng.f64()).ln() / per_s).min(3600.0))
 }
 
+/// The correlation task `n` is sent in: what emerges at a sink or as a dead
+/// letter is the task's even when the agents on the way transform its payload
+/// (a model's answer carries no `chaos_task`).
+pub(crate) fn correlation_of(n: u64) -> String {
+    format!("chaos-task-{n}")
+}
+
+/// The task a sink line or dead letter is about: its payload's `chaos_task`, or
+/// its correlation's number.
+fn task_of(v: &Value) -> Option<u64> {
+    v["payload"]["chaos_task"].as_u64().or_else(|| {
+        v["correlation"]
+            .as_str()?
+            .strip_prefix("chaos-task-")?
+            .parse()
+            .ok()
+    })
+}
+
 fn read_sink(path: &Path) -> Vec<SinkLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| {
             Some(SinkLine {
-                task: v["payload"]["chaos_task"].as_u64()?,
+                task: task_of(&v)?,
                 message_id: v["message_id"].as_str()?.to_string(),
             })
         })

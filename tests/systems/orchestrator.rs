@@ -112,3 +112,50 @@ fn killed_workers_and_a_killed_daemon_still_give_one_complete_report_per_task() 
     eprintln!("seed-orchestrator: {n} tasks reported {took:?} after the restart ({before} before the kill)");
     assert!(took < T);
 }
+
+/// `warden chaos` on the example itself: tasks through the whole system while
+/// agents (joins included) are killed and the daemon is SIGKILLed; every task is
+/// reported exactly once (the checker matches reports to tasks by correlation,
+/// since the models' answers carry no task number).
+#[test]
+fn warden_chaos_passes_on_seed_orchestrator() {
+    let sb = Sandbox::new("");
+    let fake = Fake::start(&sb, &example("seed-orchestrator.llm.toml"));
+    let config = crate::common::fake_llm::example_config(
+        &sb,
+        "seed-orchestrator.toml",
+        "var/orchestrator",
+        &fake.addr,
+    );
+    std::fs::write(sb.path("orchestrator.toml"), config).unwrap();
+    let out = std::process::Command::new(crate::common::warden_bin())
+        .arg("chaos")
+        .arg("--config")
+        .arg(sb.path("orchestrator.toml"))
+        .args([
+            "--entry",
+            "intake",
+            "--duration",
+            "15s",
+            "--rate",
+            "20/s",
+            "--poison",
+            "0",
+            "--kill-rate",
+            "1/s",
+            "--sigkill-every",
+            "5s",
+            "--json",
+        ])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let seed_line = stderr.lines().find(|l| l.contains("seed")).unwrap_or("");
+    eprintln!("{seed_line}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("a JSON report ({e}): {stderr}"));
+    assert_eq!(report["verdict"], "pass", "{report}\n{stderr}");
+    assert!(report["completed"].as_u64().unwrap() >= 200, "{report}");
+    assert!(report["daemon_kills"].as_u64().unwrap() >= 2, "{report}");
+}
