@@ -15,6 +15,9 @@
 //! send to the last report; `lost` is sent minus reported; the daemon's peak
 //! RSS is its `VmHWM`.
 //!
+//! `WARDEN_BENCH_TELEMETRY=traces` points the daemon's span export at the
+//! bench's collector (which drops everything), `=metrics` serves its metrics.
+//!
 //! Two changes to the example: the model limiter is raised far above the rate
 //! (the example's 6,000 a minute is a provider's quota; the measurement is of
 //! the runtime), and the data directory and schema are in a temp dir.
@@ -71,7 +74,15 @@ pub(super) async fn run(rate: u64) -> Vec<BenchResult> {
             "tokens_per_minute = 2000000",
             "tokens_per_minute = 4000000000",
         )
-        + "\n[telemetry]\nlog = \"warn\"\n";
+        + "\n[telemetry]\nlog = \"warn\"\n"
+        + &match (
+            std::env::var("WARDEN_BENCH_TELEMETRY").as_deref(),
+            super::telemetry::COLLECTOR.get(),
+        ) {
+            (Ok("traces"), Some(url)) => format!("otlp_endpoint = \"{url}\"\nsample = 1.0\n"),
+            (Ok("metrics"), _) => "metrics_listen = \"127.0.0.1:0\"\n".to_string(),
+            _ => String::new(),
+        };
     let config_path = dir.join("warden.toml");
     std::fs::write(&config_path, config).expect("config");
     let exe = std::env::current_exe().expect("the warden binary");

@@ -4,6 +4,10 @@
 //! drops everything; unset or `off`: neither. The label goes into each result's
 //! variant, so the runs compare as ratios.
 
+/// The in-process collector's base URL, while `=traces` (for a bench that
+/// starts a daemon of its own, to point it there).
+pub(super) static COLLECTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Sets telemetry up as `WARDEN_BENCH_TELEMETRY` says (on the current tokio
 /// runtime); returns its label.
 pub(super) async fn from_env() -> Option<&'static str> {
@@ -22,6 +26,7 @@ pub(super) async fn from_env() -> Option<&'static str> {
                 axum::routing::post(|_body: axum::body::Bytes| async { "" }),
             );
             tokio::spawn(async move { axum::serve(listener, app).await });
+            let _ = COLLECTOR.set(format!("http://{addr}"));
             crate::telemetry::init(&crate::telemetry::Setup {
                 log: "warn".into(),
                 json: false,

@@ -101,9 +101,22 @@ pub fn init(setup: &Setup) -> Option<Arc<LogFilter>> {
                 layers.push(
                     tracing_opentelemetry::layer()
                         .with_tracer(tracer)
-                        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                            m.is_span() && EXPORTED.contains(&m.name())
-                        }))
+                        // the message's own attributes only: no source
+                        // location, thread or busy/idle time per span (each
+                        // costs work on the message path, and says nothing
+                        // about the message)
+                        .with_location(false)
+                        .with_threads(false)
+                        .with_tracked_inactivity(false)
+                        .with_target(false)
+                        .with_filter(
+                            tracing_subscriber::filter::filter_fn(|m| {
+                                m.is_span() && EXPORTED.contains(&m.name())
+                            })
+                            // so that the `log` records of dependencies below
+                            // info are not even made for this layer's sake
+                            .with_max_level_hint(tracing::level_filters::LevelFilter::INFO),
+                        )
                         .boxed(),
                 );
             }

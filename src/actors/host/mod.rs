@@ -279,8 +279,14 @@ async fn deliver(
             }
         }
     }
-    let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
-        correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
+    // exported (info, for the span exporter), else for `warden=debug` logs only
+    let span = if crate::telemetry::trace::enabled() {
+        tracing::info_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+            correlation = %env.correlation, attempt = env.attempt, hops = env.hops)
+    } else {
+        tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+            correlation = %env.correlation, attempt = env.attempt, hops = env.hops)
+    };
     // The slot's state, not a copy kept by the host: a predecessor's hand-off may have
     // committed a newer one after this host started.
     let mut ctx = Context::new(
