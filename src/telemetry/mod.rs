@@ -48,8 +48,9 @@ pub struct Setup {
 
 /// The spans exported, by name: those about messages (each in its message's
 /// trace).
-/// (`warden.enqueue` is made by the tracer directly, see [`trace::enqueue`].)
-const EXPORTED: &[&str] = &["warden.handle", "warden.dead_letter"];
+/// (`warden.enqueue` and `warden.handle`, one per message and per attempt, are
+/// made by the tracer directly: [`trace::enqueue`], [`trace::Handling`].)
+const EXPORTED: &[&str] = &["warden.dead_letter"];
 
 static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
     std::sync::OnceLock::new();

@@ -129,6 +129,50 @@ pub fn enqueue(
     }
 }
 
+/// An exported `warden.handle` span: one handling attempt, under the message's
+/// enqueue span. Made with the tracer directly (one per attempt: the hot path);
+/// ended by [`Handling::end`].
+pub struct Handling(opentelemetry_sdk::trace::Span);
+
+impl Handling {
+    /// Starts the span of an attempt at message `env` of `agent`, when export is
+    /// on.
+    pub fn start(env: &crate::envelope::Envelope) -> Option<Handling> {
+        let tracer = TRACER.get().filter(|_| enabled())?;
+        let cx = match env.trace.as_deref().and_then(parse) {
+            Some(sc) => opentelemetry::Context::new().with_remote_span_context(sc),
+            None => opentelemetry::Context::new(),
+        };
+        let span = tracer
+            .span_builder("warden.handle")
+            .with_attributes([
+                KeyValue::new("agent", env.id.agent.to_string()),
+                KeyValue::new("message_id", env.id.to_string()),
+                KeyValue::new("correlation", env.correlation.to_string()),
+                KeyValue::new("attempt", i64::from(env.attempt)),
+                KeyValue::new("hops", i64::from(env.hops)),
+            ])
+            .start_with_context(tracer, &cx);
+        Some(Handling(span))
+    }
+
+    /// The trace context what this attempt emits continues.
+    pub fn traceparent(&self) -> Option<String> {
+        let sc = self.0.span_context();
+        sc.is_valid().then(|| format(sc))
+    }
+
+    /// Ends the span, marked an error with `error` if the attempt failed.
+    pub fn end(mut self, error: Option<&str>) {
+        if let Some(e) = error {
+            self.0.set_status(opentelemetry::trace::Status::error(
+                e.chars().take(256).collect::<String>(),
+            ));
+        }
+        self.0.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,14 +279,10 @@ async fn deliver(
             }
         }
     }
-    // exported (info, for the span exporter), else for `warden=debug` logs only
-    let span = if crate::telemetry::trace::enabled() {
-        tracing::info_span!("warden.handle", agent = %slot.name, message_id = %env.id,
-            correlation = %env.correlation, attempt = env.attempt, hops = env.hops)
-    } else {
-        tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
-            correlation = %env.correlation, attempt = env.attempt, hops = env.hops)
-    };
+    // for `warden=debug` logs; the exported span is made apart (the hot path)
+    let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+        correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
+    let exported = crate::telemetry::trace::Handling::start(&env);
     // The slot's state, not a copy kept by the host: a predecessor's hand-off may have
     // committed a newer one after this host started.
     let mut ctx = Context::new(
@@ -295,8 +291,7 @@ async fn deliver(
         st.registry.clone(),
         st.limiters.clone(),
     );
-    crate::telemetry::trace::join(&span, env.trace.as_deref());
-    ctx.trace_out = crate::telemetry::trace::traceparent_of(&span);
+    ctx.trace_out = exported.as_ref().and_then(|h| h.traceparent());
     ctx.allowed = st.allowed.clone();
     ctx.events = slot.events();
     ctx.entries = Some(slot.shared_entries());
@@ -322,6 +317,9 @@ async fn deliver(
         ))),
     };
     slot.stats.handle_seconds.observe(started.elapsed());
+    if let Some(h) = exported {
+        h.end(result.as_ref().err().map(|e| e.message.as_str()));
+    }
     match result {
         Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
