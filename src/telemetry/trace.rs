@@ -162,7 +162,8 @@ impl Handling {
         sc.is_valid().then(|| format(sc))
     }
 
-    /// Ends the span, marked an error with `error` if the attempt failed.
+    /// Ends the span, marked an error with `error` (the kind of failure, never
+    /// its text, which may quote the payload) if the attempt failed.
     pub fn end(mut self, error: Option<&str>) {
         if let Some(e) = error {
             self.0.set_status(opentelemetry::trace::Status::error(

@@ -318,7 +318,14 @@ async fn deliver(
     };
     slot.stats.handle_seconds.observe(started.elapsed());
     if let Some(h) = exported {
-        h.end(result.as_ref().err().map(|e| e.message.as_str()));
+        // the kind of failure only: an error's text may quote the payload
+        h.end(
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("{:?}", e.kind))
+                .as_deref(),
+        );
     }
     match result {
         Ok(()) => commit(st, ctx, me).await,
