@@ -172,6 +172,16 @@ pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A sink file's lines, each message once: a sink writes at least once (a kill
+/// between its write and its ack repeats the line, under the same message id).
+pub fn sink_messages(path: &Path) -> Vec<serde_json::Value> {
+    let mut seen = std::collections::HashSet::new();
+    json_lines(path)
+        .into_iter()
+        .filter(|l| seen.insert(l["message_id"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
 impl Sandbox {
     /// The admin socket of the standard test config (`data_dir = "{dir}/data"`).
     pub fn socket(&self) -> PathBuf {

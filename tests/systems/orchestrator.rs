@@ -62,9 +62,11 @@ fn killed_workers_and_a_killed_daemon_still_give_one_complete_report_per_task() 
     let before = json_lines(&reports).len();
     let restarted = Instant::now();
     let _d = sb.start_ready();
-    wait_until_blocking("every task reported", T, || json_lines(&reports).len() >= n);
+    wait_until_blocking("every task reported", T, || {
+        crate::common::sink_messages(&reports).len() >= n
+    });
     let took = restarted.elapsed();
-    let lines = json_lines(&reports);
+    let lines = crate::common::sink_messages(&reports);
     let tasks: BTreeSet<String> = lines
         .iter()
         .map(|l| l["correlation"].as_str().unwrap().to_string())
