@@ -32,15 +32,7 @@ impl Fake {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("fake-llm says where it listens")
-            .to_string();
+        let addr = listening_on(&mut child);
         Fake { child, addr }
     }
 
@@ -56,6 +48,19 @@ impl Drop for Fake {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address a server child prints first (`listening on ADDR`), from its
+/// piped stdout.
+pub fn listening_on(child: &mut Child) -> String {
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the server says where it listens, not {line:?}"))
+        .to_string()
 }
 
 /// The text of `config/examples/<name>`.

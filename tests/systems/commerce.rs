@@ -4,7 +4,6 @@
 //! validates reach the human gate after their cycles.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -46,15 +45,7 @@ impl Bridge {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let addr = crate::common::fake_llm::listening_on(&mut child);
         Bridge { child, addr }
     }
 }
