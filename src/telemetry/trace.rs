@@ -2,14 +2,14 @@
 //! each envelope, so that one correlation is one trace across agents, retries,
 //! restarts and daemon restarts.
 //!
-//! When export is on (`telemetry.otlp_endpoint`), accepting a message opens a
-//! `warden.enqueue` span: a new trace's root for a send from outside (sampled
-//! per `telemetry.sample`, a decision the whole trace keeps), else a child of
-//! the given `traceparent` (`ctl send --traceparent`, or the handling that
-//! emitted it). The envelope keeps the enqueue span's context, so every attempt
-//! of the message, in this life of the daemon or the next, handles it in a
-//! `warden.handle` span under that enqueue span; what it emits continues from the
-//! handle span; a dead letter's `warden.dead_letter` span joins the same trace.
+//! When export is on (`telemetry.otlp_endpoint`), accepting a message from
+//! outside opens a `warden.enqueue` span: a new trace's root (sampled per
+//! `telemetry.sample`, a decision the whole trace keeps), or a child of the
+//! caller's `traceparent` (`ctl send --traceparent`). The envelope keeps that
+//! span's context, so every attempt of the message, in this life of the daemon or
+//! the next, handles it in a `warden.handle` span under it; what an attempt emits
+//! keeps the attempt's context (its enqueue is part of the attempt's commit: one
+//! span per hop); a dead letter's `warden.dead_letter` span joins the same trace.
 //! When export is off, nothing here allocates or records (an envelope keeps the
 //! `traceparent` it came with, and passes it on).
 

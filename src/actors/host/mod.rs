@@ -317,17 +317,9 @@ async fn deliver(
         ))),
     };
     slot.stats.handle_seconds.observe(started.elapsed());
-    if let Some(h) = exported {
-        // the kind of failure only: an error's text may quote the payload
-        h.end(
-            result
-                .as_ref()
-                .err()
-                .map(|e| format!("{:?}", e.kind))
-                .as_deref(),
-        );
-    }
-    match result {
+    // the kind of failure only: an error's text may quote the payload
+    let failed = result.as_ref().err().map(|e| format!("{:?}", e.kind));
+    let outcome = match result {
         Ok(()) => commit(st, ctx, me).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
         Err(AgentError {
@@ -376,5 +368,11 @@ async fn deliver(
             slot.fail(st.replica, me, &e.message, e.kind == ErrorKind::Retryable);
             Ok(Outcome::Failed)
         }
+    };
+    // the attempt's span covers its hand-off's commit: what it emitted is durable
+    // when it ends
+    if let Some(h) = exported {
+        h.end(failed.as_deref());
     }
+    outcome
 }

@@ -102,7 +102,10 @@ impl Parts {
         let correlation = self
             .correlation
             .unwrap_or_else(|| Arc::from(id.to_string()));
-        let trace = if crate::telemetry::trace::enabled() {
+        // a message from outside opens its own enqueue span (a new trace, or the
+        // caller's); one a handler emitted continues that handling's span, its
+        // enqueue being part of the handling's commit
+        let trace = if self.causation.is_none() && crate::telemetry::trace::enabled() {
             crate::telemetry::trace::enqueue(self.trace, &id.agent, &id.to_string(), &correlation)
         } else {
             self.trace
