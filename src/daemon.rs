@@ -163,7 +163,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let admin = tokio::spawn(server::serve(
         listener,
         config.daemon.socket.clone(),
-        ctx,
+        ctx.clone(),
         limits,
         stop_rx.clone(),
     ));
@@ -172,8 +172,15 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
     let watchdog = tokio::spawn(crate::service::watchdog(runtime.clone(), stop_rx.clone()));
     let metrics = config.telemetry.metrics_listen.map(|addr| {
         let (rt, stop) = (runtime.clone(), stop_rx.clone());
+        let dashboard = match crate::dashboard::auth::issue(&config.daemon.data_dir) {
+            Ok(token) => Some((crate::dashboard::router(ctx.clone(), token.clone()), token)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the dashboard's token; serving metrics without the dashboard");
+                None
+            }
+        };
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, rt, stop).await {
+            if let Err(e) = crate::metrics::serve(addr, rt, dashboard, stop).await {
                 tracing::error!(listen = %addr, error = %e, "cannot serve metrics");
             }
         })

@@ -45,6 +45,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod envelope;
 pub mod fake_llm;
 pub mod metrics;

@@ -244,14 +244,17 @@ impl Collector for TreeCollector {
     }
 }
 
-/// Serves `GET /metrics` on `listen` until `stop` turns true.
+/// Serves `GET /metrics` on `listen`, and beside it `dashboard` (its routes and
+/// token) if given, until `stop` turns true.
 pub async fn serve(
     listen: SocketAddr,
     runtime: Arc<Runtime>,
+    dashboard: Option<(axum::Router, String)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "metrics at /metrics");
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "metrics at /metrics");
     crate::telemetry::histograms::record();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(TreeCollector {
@@ -278,6 +281,13 @@ pub async fn serve(
             }
         }),
     );
+    let app = match dashboard {
+        Some((routes, token)) => {
+            tracing::info!("dashboard at http://{bound}/#token={token}");
+            app.merge(routes)
+        }
+        None => app,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

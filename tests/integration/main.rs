@@ -7,6 +7,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod dashboard;
 mod dynamic_children;
 mod hardening;
 mod limits;
