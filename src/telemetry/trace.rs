@@ -83,16 +83,6 @@ pub fn join(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
-/// The `traceparent` of `span`, when export is on.
-pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
-    if !enabled() {
-        return None;
-    }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| format(&sc))
-}
-
 /// The trace context a message accepted now keeps: with export on, that of its
 /// `warden.enqueue` span (a child of `parent`, or a new trace); else `parent`.
 ///
@@ -135,8 +125,7 @@ pub fn enqueue(
 pub struct Handling(opentelemetry_sdk::trace::Span);
 
 impl Handling {
-    /// Starts the span of an attempt at message `env` of `agent`, when export is
-    /// on.
+    /// Starts the span of an attempt at message `env`, when export is on.
     pub fn start(env: &crate::envelope::Envelope) -> Option<Handling> {
         let tracer = TRACER.get().filter(|_| enabled())?;
         let cx = match env.trace.as_deref().and_then(parse) {
