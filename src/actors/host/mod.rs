@@ -255,7 +255,8 @@ async fn deliver(
     let deadline = env
         .deadline_ms
         .map(|d| crate::clock::after(Duration::from_millis(d.saturating_sub(now_ms()))));
-    let waiting = (!st.limiters.is_empty()).then(crate::clock::Instant::now);
+    let timed = crate::telemetry::histograms::recording();
+    let waiting = (timed && !st.limiters.is_empty()).then(crate::clock::Instant::now);
     for limiter in st.limiters.iter() {
         if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
             let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
@@ -308,7 +309,7 @@ async fn deliver(
         }
         behaviour.handle(&mut ctx).await
     };
-    let started = crate::clock::Instant::now();
+    let started = timed.then(crate::clock::Instant::now);
     let result = match tokio::time::timeout(limit, run).instrument(span).await {
         Ok(r) => r,
         Err(_) => Err(AgentError::retryable(format!(
@@ -316,7 +317,9 @@ async fn deliver(
             spec.timeout
         ))),
     };
-    slot.stats.handle_seconds.observe(started.elapsed());
+    if let Some(t) = started {
+        slot.stats.handle_seconds.observe(t.elapsed());
+    }
     // the kind of failure only: an error's text may quote the payload
     let failed = result.as_ref().err().map(|e| format!("{:?}", e.kind));
     let outcome = match result {
