@@ -238,6 +238,13 @@ impl Context {
         }
     }
 
+    /// The W3C `traceparent` a call made while handling this message carries:
+    /// this attempt's `warden.handle` span when spans are exported (so the callee
+    /// is its child), else the message's own trace context, if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.trace_out.as_deref().or(self.message.trace.as_deref())
+    }
+
     /// The envelope being handled.
     pub fn message(&self) -> &Envelope {
         &self.message

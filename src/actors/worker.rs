@@ -101,6 +101,12 @@ impl AgentWorker {
         self.slot.replica_exited(replica, id, reason, own_failure)
     }
 
+    /// The message in flight when the agent last crashed, if trace export is on
+    /// (see [`AgentSlot::take_crash_cause`]).
+    pub(crate) fn take_crash_cause(&self) -> Option<Arc<crate::envelope::Envelope>> {
+        self.slot.take_crash_cause()
+    }
+
     /// Counts a restart of the agent (its `restarts` counter).
     pub(crate) fn restarted(&self) {
         self.slot.stats.restarts.fetch_add(1, Ordering::Relaxed);

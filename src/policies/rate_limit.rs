@@ -182,6 +182,11 @@ impl Limiter {
             .clone()
     }
 
+    /// Its name (the config's `[limiters.NAME]`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The quota it enforces now.
     pub fn spec(&self) -> LimitSpec {
         self.buckets().spec.clone()
@@ -221,7 +226,8 @@ impl Limiter {
     }
 
     /// Waits for one permit; refuses if the wait would end after `deadline`.
-    pub async fn acquire(&self, deadline: Option<Instant>) -> Result<(), Refused> {
+    /// Returns whether it had to wait.
+    pub async fn acquire(&self, deadline: Option<Instant>) -> Result<bool, Refused> {
         let started = Instant::now();
         let mut waited = false;
         loop {
@@ -250,7 +256,7 @@ impl Limiter {
                 .wait_ns
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(waited)
     }
 
     /// True when the limiter has a token bucket (`tokens_per_minute`).

@@ -12,6 +12,7 @@
 
 pub mod export;
 pub mod histograms;
+pub mod json_log;
 pub mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +51,15 @@ pub struct Setup {
 /// trace).
 /// (`warden.enqueue` and `warden.handle`, one per message and per attempt, are
 /// made by the tracer directly: [`trace::enqueue`], [`trace::Handling`].)
-const EXPORTED: &[&str] = &["warden.dead_letter"];
+const EXPORTED: &[&str] = &["warden.dead_letter", "warden.restart"];
+
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the log is JSON lines (`log_format = "json"`): then each message
+/// handled gets an info-level span, so that every line about it names it.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
 
 static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
     std::sync::OnceLock::new();
@@ -70,10 +79,9 @@ pub fn init(setup: &Setup) -> Option<Arc<LogFilter>> {
         .with_ansi(!setup.json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = if setup.json {
-        fmt.json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        JSON_LOGS.store(true, Ordering::Relaxed);
+        fmt.fmt_fields(json_log::span_fields())
+            .event_format(json_log::JsonLine)
             .with_filter(filter)
             .boxed()
     } else {

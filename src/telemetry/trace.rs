@@ -9,7 +9,11 @@
 //! span's context, so every attempt of the message, in this life of the daemon or
 //! the next, handles it in a `warden.handle` span under it; what an attempt emits
 //! keeps the attempt's context (its enqueue is part of the attempt's commit: one
-//! span per hop); a dead letter's `warden.dead_letter` span joins the same trace.
+//! span per hop); a dead letter's `warden.dead_letter` span joins the same trace,
+//! as do a `warden.limiter.wait` that held an attempt back (under the message's
+//! parent), the attempt's durable `warden.commit` (under the attempt), and the
+//! `warden.restart` of an agent that crashed with the message in flight. Calls
+//! out (`exec`, `http`, `llm`) carry the attempt's span as their `traceparent`.
 //! When export is off, nothing here allocates or records (an envelope keeps the
 //! `traceparent` it came with, and passes it on).
 
@@ -119,6 +123,60 @@ pub fn enqueue(
     }
 }
 
+/// Records `name` (`warden.limiter.wait`), from `start` to now, as a child of
+/// `traceparent` (the message's enqueue span), when export is on and that trace
+/// is sampled.
+pub fn after_the_fact(
+    traceparent: Option<&str>,
+    name: &'static str,
+    start: std::time::SystemTime,
+    attributes: Vec<KeyValue>,
+) {
+    if !enabled() {
+        return;
+    }
+    if let Some(sc) = traceparent.and_then(parse) {
+        finished(sc, name, start, attributes);
+    }
+}
+
+/// A span under `parent` that started at `start` and ends now; nothing when the
+/// parent is not sampled (the whole trace keeps its sampling decision).
+fn finished(
+    parent: SpanContext,
+    name: &'static str,
+    start: std::time::SystemTime,
+    attributes: Vec<KeyValue>,
+) {
+    let Some(tracer) = TRACER.get() else {
+        return;
+    };
+    if !parent.is_valid() || !parent.is_sampled() {
+        return;
+    }
+    let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+    let mut span = tracer
+        .span_builder(name)
+        .with_start_time(start)
+        .with_attributes(attributes)
+        .start_with_context(tracer, &cx);
+    span.end();
+}
+
+/// The trace id of a `traceparent` (its second field), for log lines.
+pub fn trace_id(traceparent: Option<&str>) -> &str {
+    traceparent.and_then(|tp| tp.get(3..35)).unwrap_or_default()
+}
+
+/// The attributes every span about message `env` has.
+pub fn message_attributes(env: &crate::envelope::Envelope) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("agent", env.id.agent.to_string()),
+        KeyValue::new("message_id", env.id.to_string()),
+        KeyValue::new("correlation", env.correlation.to_string()),
+    ]
+}
+
 /// An exported `warden.handle` span: one handling attempt, under the message's
 /// enqueue span. Made with the tracer directly (one per attempt: the hot path);
 /// ended by [`Handling::end`].
@@ -134,13 +192,12 @@ impl Handling {
         };
         let span = tracer
             .span_builder("warden.handle")
-            .with_attributes([
-                KeyValue::new("agent", env.id.agent.to_string()),
-                KeyValue::new("message_id", env.id.to_string()),
-                KeyValue::new("correlation", env.correlation.to_string()),
-                KeyValue::new("attempt", i64::from(env.attempt)),
-                KeyValue::new("hops", i64::from(env.hops)),
-            ])
+            .with_attributes({
+                let mut a = message_attributes(env);
+                a.push(KeyValue::new("attempt", i64::from(env.attempt)));
+                a.push(KeyValue::new("hops", i64::from(env.hops)));
+                a
+            })
             .start_with_context(tracer, &cx);
         Some(Handling(span))
     }
@@ -149,6 +206,17 @@ impl Handling {
     pub fn traceparent(&self) -> Option<String> {
         let sc = self.0.span_context();
         sc.is_valid().then(|| format(sc))
+    }
+
+    /// Records `name` (`warden.commit`), from `start` to now, as a child of this
+    /// attempt's span, if it is sampled.
+    pub fn child(
+        &self,
+        name: &'static str,
+        start: std::time::SystemTime,
+        attributes: Vec<KeyValue>,
+    ) {
+        finished(self.0.span_context().clone(), name, start, attributes);
     }
 
     /// Ends the span, marked an error with `error` (the kind of failure, never

@@ -20,6 +20,7 @@ mod reload;
 mod store;
 mod supervision;
 mod supervision_model;
+mod trace_calls;
 mod traces;
 mod webhooks;
 mod workflows;

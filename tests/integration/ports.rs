@@ -30,7 +30,7 @@ fn port_script() -> String {
 }
 
 /// A tree of `worker` (the test port, with `extra` keys) and a sink `out`.
-fn config(extra: &str) -> String {
+pub(crate) fn config(extra: &str) -> String {
     format!(
         r#"
 [daemon]

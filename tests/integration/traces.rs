@@ -20,14 +20,14 @@ use crate::common::{wait_until_blocking, Sandbox};
 const T: Duration = Duration::from_secs(30);
 
 /// An OTLP/HTTP receiver (POST /v1/traces, protobuf), on its own runtime.
-struct Receiver {
-    addr: std::net::SocketAddr,
+pub(crate) struct Receiver {
+    pub(crate) addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Receiver {
-    fn start(at: &str, spans: Arc<Mutex<Vec<Span>>>) -> Receiver {
+    pub(crate) fn start(at: &str, spans: Arc<Mutex<Vec<Span>>>) -> Receiver {
         let listener = std::net::TcpListener::bind(at).expect("bind the receiver");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -87,7 +87,7 @@ impl Drop for Receiver {
     }
 }
 
-fn attr(s: &Span, key: &str) -> Option<String> {
+pub(crate) fn attr(s: &Span, key: &str) -> Option<String> {
     s.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             Any::StringValue(v) => Some(v.clone()),
@@ -97,7 +97,7 @@ fn attr(s: &Span, key: &str) -> Option<String> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -225,6 +225,24 @@ fn one_correlation_is_one_trace_across_agents_a_retry_and_a_daemon_sigkill() {
         handle_c.parent_span_id, second.span_id,
         "after the SIGKILL, c's handling still joins the trace, under the attempt that emitted it"
     );
+    // b's restart was caused by the message in flight: it is in the message's
+    // trace, under the handling that sent it to b
+    let restart = one("warden.restart", "b");
+    assert_eq!(attr(&restart, "correlation").as_deref(), Some("job-1"));
+    assert_eq!(attr(&restart, "child").as_deref(), Some("b"));
+    assert_eq!(restart.parent_span_id, handle_a.span_id);
+    // each durable hand-off's commit is a child of the attempt that made it
+    let commit_a = one("warden.commit", "a");
+    assert_eq!(commit_a.parent_span_id, handle_a.span_id);
+    assert_eq!(attr(&commit_a, "emits").as_deref(), Some("1"));
+    assert!(commit_a.start_time_unix_nano <= commit_a.end_time_unix_nano);
+    assert!(
+        handle_a.start_time_unix_nano <= commit_a.start_time_unix_nano
+            && commit_a.end_time_unix_nano <= handle_a.end_time_unix_nano,
+        "the attempt's span covers its commit"
+    );
+    let commit_b = one("warden.commit", "b");
+    assert_eq!(commit_b.parent_span_id, second.span_id);
     // no payload content in any attribute
     for s in &all {
         for kv in &s.attributes {
@@ -283,8 +301,8 @@ fn a_collector_that_is_down_stalls_nothing_and_its_losses_are_counted() {
     assert!(m.contains("warden_trace_spans_exported_total"), "{m}");
 }
 
-/// `log_format = "json"`: one JSON object per line, a message's lines naming its
-/// agent, id and correlation, and no payload at info.
+/// `log_format = "json"`: one flat JSON object per line, a message's lines naming
+/// its agent, id, correlation and trace id, and no payload at info.
 #[test]
 fn json_logs_are_one_object_per_line_with_the_message_they_are_about() {
     let sb = Sandbox::new(
@@ -307,6 +325,7 @@ max_attempts = 1
     let d = sb.start_ready();
     let mut c = sb.conn();
     let r = c.req(json!({"op": "send", "to": "w", "correlation": "job-9",
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "payload": {"fault": "error", "secret": "payload-marker-5512"}}));
     assert_eq!(r["ok"], true, "{r}");
     d.wait_for_log("message dead-lettered", T);
@@ -323,11 +342,50 @@ max_attempts = 1
         .iter()
         .find(|l| l["message"] == "message dead-lettered")
         .expect("the dead letter is logged");
-    assert_eq!(dead["span"]["agent"], "w", "{dead}");
-    assert_eq!(dead["span"]["message_id"], "w:1", "{dead}");
-    assert_eq!(dead["span"]["correlation"], "job-9", "{dead}");
+    // flat: the fields of the spans it happened in are the line's own
+    assert_eq!(dead["agent"], "w", "{dead}");
+    assert_eq!(dead["message_id"], "w:1", "{dead}");
+    assert_eq!(dead["correlation"], "job-9", "{dead}");
+    assert_eq!(
+        dead["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{dead}"
+    );
+    assert_eq!(dead["reason"], "max_attempts", "{dead}");
+    assert_eq!(dead["span"], "warden.dead_letter", "{dead}");
     assert!(
         !text.contains("payload-marker-5512"),
         "no payload in the log at info"
+    );
+}
+
+/// With JSON logs, what a port writes to stderr while it handles a message is
+/// logged naming that message, its correlation and its trace.
+#[test]
+fn json_log_lines_of_a_port_name_the_message_it_handles() {
+    let sb = Sandbox::new(&format!(
+        "{}\n[telemetry]\nlog_format = \"json\"\n",
+        crate::ports::config("max_attempts = 1")
+    ));
+    let d = sb.start_ready();
+    let mut c = sb.conn();
+    let r = c.req(
+        json!({"op": "send", "to": "worker", "correlation": "job-port",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "payload": {"do": "error", "kind": "non_retryable", "stderr": 2}}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    d.wait_for_log("message dead-lettered", T);
+    let text = d.log_text();
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "port: detail line 1")
+        .unwrap_or_else(|| panic!("the port's line is logged:\n{text}"));
+    assert_eq!(line["agent"], "worker", "{line}");
+    assert_eq!(line["message_id"], "worker:1", "{line}");
+    assert_eq!(line["correlation"], "job-port", "{line}");
+    assert_eq!(
+        line["trace_id"], "0af7651916cd43dd8448eb211c80319c",
+        "{line}"
     );
 }

@@ -14,9 +14,9 @@ use crate::common::{json_lines, wait_until_blocking, Conn, Daemon, Sandbox};
 const T: Duration = Duration::from_secs(20);
 
 /// The webhook server, killed on drop.
-struct Hook {
+pub(crate) struct Hook {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Hook {
@@ -26,7 +26,7 @@ impl Drop for Hook {
     }
 }
 
-fn hook(sb: &Sandbox) -> Hook {
+pub(crate) fn hook(sb: &Sandbox) -> Hook {
     let mut child = Command::new("python3")
         .arg(format!(
             "{}/tests/ports/webhook.py",
@@ -93,7 +93,7 @@ backoff = {{ initial = "10ms", max = "10ms" }}
     )
 }
 
-fn requests(sb: &Sandbox) -> Vec<Value> {
+pub(crate) fn requests(sb: &Sandbox) -> Vec<Value> {
     json_lines(&sb.path("requests.jsonl"))
 }
 

@@ -19,6 +19,7 @@ pub(super) async fn commit(
     st: &mut HostState,
     ctx: Context,
     me: ractor::ActorId,
+    span: Option<&crate::telemetry::trace::Handling>,
 ) -> Result<Outcome, ActorProcessingErr> {
     let Context {
         message,
@@ -82,6 +83,7 @@ pub(super) async fn commit(
         },
         _ => {}
     }
+    let emitted = outgoing.len();
     let slot = st.slot.clone();
     let replica = st.replica;
     if !slot.begin_commit(replica, me) {
@@ -117,12 +119,20 @@ pub(super) async fn commit(
     };
     match store.filter(|_| !batch.is_empty()) {
         Some(store) => {
+            let began = span.map(|_| std::time::SystemTime::now());
             let (tx, rx) = tokio::sync::oneshot::channel();
             store.submit(batch, move |r| {
                 finish(&r);
                 let _ = tx.send(r);
             });
-            match rx.await {
+            let r = rx.await;
+            if let (Some(span), Some(began)) = (span, began) {
+                let mut attributes = crate::telemetry::trace::message_attributes(&message);
+                attributes.push(opentelemetry::KeyValue::new("emits", emitted as i64));
+                attributes.push(opentelemetry::KeyValue::new("ok", matches!(r, Ok(Ok(())))));
+                span.child("warden.commit", began, attributes);
+            }
+            match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     st.premarked = None;

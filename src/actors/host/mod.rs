@@ -257,15 +257,37 @@ async fn deliver(
         .map(|d| crate::clock::after(Duration::from_millis(d.saturating_sub(now_ms()))));
     let timed = crate::telemetry::histograms::recording();
     let waiting = (timed && !st.limiters.is_empty()).then(crate::clock::Instant::now);
+    let wait_began = (!st.limiters.is_empty() && crate::telemetry::trace::enabled())
+        .then(std::time::SystemTime::now);
+    let mut waited_for = Vec::new();
     for limiter in st.limiters.iter() {
-        if let Err(Refused::Deadline { limiter, wait }) = limiter.acquire(deadline).await {
-            let why = format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
-            slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why, false);
-            return Ok(Outcome::Failed);
+        match limiter.acquire(deadline).await {
+            Ok(true) if wait_began.is_some() => waited_for.push(limiter.name().to_string()),
+            Ok(_) => {}
+            Err(Refused::Deadline { limiter, wait }) => {
+                let why =
+                    format!("waiting {wait:?} for limiter '{limiter}' would pass the deadline");
+                slot.dead_letter(st.replica, me, DeadReason::DeadlineExceeded, &why, false);
+                return Ok(Outcome::Failed);
+            }
+            Err(_) => {}
         }
     }
     if let Some(t) = waiting {
         slot.stats.limiter_wait_seconds.observe(t.elapsed());
+    }
+    if let (Some(began), false) = (wait_began, waited_for.is_empty()) {
+        let mut attributes = crate::telemetry::trace::message_attributes(&env);
+        attributes.push(opentelemetry::KeyValue::new(
+            "limiter",
+            waited_for.join(","),
+        ));
+        crate::telemetry::trace::after_the_fact(
+            env.trace.as_deref(),
+            "warden.limiter.wait",
+            began,
+            attributes,
+        );
     }
     if let Some(store) = slot.store() {
         // G4: the attempt is durable before it starts, so a message that kills the
@@ -281,8 +303,21 @@ async fn deliver(
         }
     }
     // for `warden=debug` logs; the exported span is made apart (the hot path)
-    let span = tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
-        correlation = %env.correlation, attempt = env.attempt, hops = env.hops);
+    // (with JSON logs at info, so that every line logged while handling names the
+    // message and its trace; a span per message costs, so only then)
+    let trace_id = crate::telemetry::trace::trace_id(env.trace.as_deref());
+    let span = if crate::telemetry::json_logs() {
+        tracing::info_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+            correlation = %env.correlation, attempt = env.attempt, hops = env.hops,
+            trace_id = tracing::field::Empty)
+    } else {
+        tracing::debug_span!("warden.handle", agent = %slot.name, message_id = %env.id,
+            correlation = %env.correlation, attempt = env.attempt, hops = env.hops,
+            trace_id = tracing::field::Empty)
+    };
+    if !trace_id.is_empty() {
+        span.record("trace_id", trace_id);
+    }
     let exported = crate::telemetry::trace::Handling::start(&env);
     // The slot's state, not a copy kept by the host: a predecessor's hand-off may have
     // committed a newer one after this host started.
@@ -323,7 +358,7 @@ async fn deliver(
     // the kind of failure only: an error's text may quote the payload
     let failed = result.as_ref().err().map(|e| format!("{:?}", e.kind));
     let outcome = match result {
-        Ok(()) => commit(st, ctx, me).await,
+        Ok(()) => commit(st, ctx, me, exported.as_ref()).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),
         Err(AgentError {
             kind: ErrorKind::Reject(reason),

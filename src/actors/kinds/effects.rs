@@ -53,7 +53,7 @@ pub(crate) fn deliver_params(ctx: &Context, max_attempts: u32) -> Value {
         "hops": m.hops,
         "remaining_ms": remaining,
         "key": m.key,
-        "traceparent": m.trace,
+        "traceparent": ctx.traceparent(),
         "state": ctx.state(),
         "payload": m.payload,
     })

@@ -137,8 +137,8 @@ impl Agent for Http {
             .headers(self.headers.clone())
             .header("Idempotency-Key", m.id.to_string())
             .json(&params);
-        if let Some(tp) = &m.trace {
-            req = req.header("traceparent", tp.as_str());
+        if let Some(tp) = ctx.traceparent() {
+            req = req.header("traceparent", tp);
         }
         let resp = match req.send().await {
             Ok(r) => r,

@@ -213,8 +213,8 @@ impl Agent for Llm {
             v.set_sensitive(true);
             req = req.header(reqwest::header::AUTHORIZATION, v);
         }
-        if let Some(tp) = &m.trace {
-            req = req.header("traceparent", tp.as_str());
+        if let Some(tp) = ctx.traceparent() {
+            req = req.header("traceparent", tp);
         }
         let resp = req.send().await.map_err(|e| {
             let what = if e.is_timeout() {

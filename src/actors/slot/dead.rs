@@ -81,10 +81,15 @@ impl AgentSlot {
             });
         }
         let span = tracing::warn_span!("warden.dead_letter", agent = %self.name,
-            message_id = %env.id, correlation = %env.correlation, reason = reason.as_str());
+            message_id = %env.id, correlation = %env.correlation, reason = reason.as_str(),
+            trace_id = tracing::field::Empty);
+        let trace_id = crate::telemetry::trace::trace_id(env.trace.as_deref());
+        if !trace_id.is_empty() {
+            span.record("trace_id", trace_id);
+        }
         crate::telemetry::trace::join(&span, env.trace.as_deref());
         let _span = span.entered();
-        tracing::warn!(reason = ?reason, attempts, last_error = error, "message dead-lettered");
+        tracing::warn!(attempts, last_error = error, "message dead-lettered");
     }
 
     /// With `on_dead_letter = "AGENT"`: what sends `d` to AGENT as

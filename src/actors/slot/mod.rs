@@ -100,6 +100,9 @@ struct Inner {
     /// Messages spared from dead-lettering because the breaker blamed the agent
     /// for their last failure: sequence -> `handled` count when spared.
     spared: std::collections::HashMap<u64, u64>,
+    /// The message in flight when a replica last ended abnormally, kept (with
+    /// trace export on) until the restart it causes names it.
+    crashed_with: Option<Arc<Envelope>>,
 }
 
 impl Inner {
@@ -190,6 +193,7 @@ impl AgentSlot {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 in_flight: (0..spec.replicas).map(|_| None).collect(),
+                crashed_with: None,
                 owners: vec![None; spec.replicas as usize],
                 idle: Vec::new(),
                 state,

@@ -114,8 +114,20 @@ impl SupState {
                 continue; // a pool replica sweep: the other replicas run on
             }
             let name = self.child(i).0.clone();
-            let span =
-                tracing::info_span!("warden.restart", supervisor = %self.name, child = %name);
+            let span = tracing::info_span!("warden.restart", supervisor = %self.name, child = %name,
+                agent = tracing::field::Empty, message_id = tracing::field::Empty,
+                correlation = tracing::field::Empty);
+            // a restart caused by a message in flight is part of its trace
+            if let Some(env) = self.children[i]
+                .agent
+                .as_ref()
+                .and_then(|a| a.take_crash_cause())
+            {
+                span.record("agent", &*env.id.agent);
+                span.record("message_id", tracing::field::display(&env.id));
+                span.record("correlation", &*env.correlation);
+                crate::telemetry::trace::join(&span, env.trace.as_deref());
+            }
             if let Err(e) = self.start_child(i, myself).instrument(span).await {
                 tracing::warn!(supervisor = %self.name, child = %name, error = %e, "restart failed");
                 self.tree.event("failed", &name, Some(e.clone()));

@@ -345,6 +345,12 @@ impl Agent for Exec {
         let params = super::effects::deliver_params(ctx, self.opts.max_attempts);
         let deliver = json!({"jsonrpc": "2.0", "id": id, "method": "deliver", "params": params});
         let port = self.port()?;
+        let m = ctx.message();
+        port.delivering((
+            m.id.to_string(),
+            m.correlation.to_string(),
+            crate::telemetry::trace::trace_id(m.trace.as_deref()).to_string(),
+        ));
         port.busy.store(true, Ordering::Release);
         let sent = port.send(&deliver).await;
         let outcome = match sent {

@@ -54,6 +54,9 @@ pub(super) struct Port {
     lines: mpsc::Receiver<Line>,
     exit: watch::Receiver<Option<String>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The delivery in flight or last answered, which stderr lines are logged
+    /// with: (message id, correlation, trace id).
+    about: Arc<Mutex<Option<About>>>,
     /// Set while a delivery is in flight: an exit then is the delivery's crash,
     /// not an idle exit.
     pub(super) busy: Arc<AtomicBool>,
@@ -93,9 +96,11 @@ impl Port {
         let (tx, lines) = mpsc::channel(16);
         tokio::spawn(read_lines(stdout, tx));
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        let about = Arc::new(Mutex::new(None));
         tokio::spawn(drain_stderr(
             stderr,
             tail.clone(),
+            about.clone(),
             l.agent.clone(),
             l.replica,
         ));
@@ -130,6 +135,7 @@ impl Port {
             lines,
             exit,
             tail,
+            about,
             busy,
             stopping,
             record,
@@ -160,6 +166,11 @@ impl Port {
     pub(super) async fn exit_reason(&mut self, wait: Duration) -> Option<String> {
         let _ = tokio::time::timeout(wait, self.exit.wait_for(Option::is_some)).await;
         self.exit.borrow().clone()
+    }
+
+    /// Names the message being delivered in the stderr lines logged from now on.
+    pub(super) fn delivering(&self, about: About) {
+        *self.about.lock().unwrap_or_else(|p| p.into_inner()) = Some(about);
     }
 
     /// The last stderr lines, oldest first.
@@ -238,10 +249,18 @@ async fn read_lines(stdout: tokio::process::ChildStdout, tx: mpsc::Sender<Line>)
     }
 }
 
-/// Logs each stderr line (cut to 4 KiB) with the agent's name; keeps the last ones.
+/// The message a port's stderr lines are about: (message id, correlation, trace
+/// id, empty without trace context).
+pub(super) type About = (String, String, String);
+
+/// Logs each stderr line (cut to 4 KiB) with the agent's name and the message
+/// delivered (stderr is read apart from the answers: a line written just before
+/// an answer may be read after it, so the last delivery's message stays named
+/// until the next); keeps the last lines.
 async fn drain_stderr(
     stderr: tokio::process::ChildStderr,
     tail: Arc<Mutex<VecDeque<String>>>,
+    about: Arc<Mutex<Option<About>>>,
     agent: String,
     replica: usize,
 ) {
@@ -268,7 +287,17 @@ async fn drain_stderr(
         };
         if !kept.is_empty() {
             let line = String::from_utf8_lossy(&kept).into_owned();
-            tracing::info!(agent = %agent, replica, "port: {line}");
+            let about = about.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match about {
+                Some((message_id, correlation, trace_id)) if !trace_id.is_empty() => {
+                    tracing::info!(agent = %agent, replica, message_id, correlation, trace_id,
+                        "port: {line}")
+                }
+                Some((message_id, correlation, _)) => {
+                    tracing::info!(agent = %agent, replica, message_id, correlation, "port: {line}")
+                }
+                None => tracing::info!(agent = %agent, replica, "port: {line}"),
+            }
             let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
             if t.len() == TAIL_LINES {
                 t.pop_front();
