@@ -6,6 +6,7 @@
 mod common;
 
 mod admin;
+mod browser;
 mod cli;
 mod dashboard;
 mod dynamic_children;

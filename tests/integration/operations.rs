@@ -371,9 +371,40 @@ path = "{{dir}}/fallback.jsonl"
     assert_eq!(notices.len(), 2, "each dead letter once: {lines:?}");
 }
 
-/// `telemetry.metrics_listen` serves the tree's counters in OpenMetrics text.
+/// `promtool check metrics` (Debian's prometheus package, which .ci/run
+/// installs) passes on `text`; skipped, saying so, where promtool is not installed.
+fn promtool_accepts(text: &str) {
+    let body = text.split_once("\r\n\r\n").map_or(text, |(_, b)| b);
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool is not installed (apt-get install prometheus): not checked");
+        return;
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `telemetry.metrics_listen` serves the tree's counters as Prometheus text
+/// (what promtool checks), or OpenMetrics text when asked for.
 #[test]
-fn metrics_are_served_in_openmetrics_text() {
+fn metrics_are_served_as_prometheus_or_openmetrics_text() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -392,16 +423,29 @@ fn metrics_are_served_in_openmetrics_text() {
     wait_until_blocking("handled", T, || {
         json_lines(&sb.path("out.jsonl")).len() == 3
     });
-    let get = || {
+    let get = |accept: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         text
     };
-    let text = get();
+    // Prometheus text 0.0.4 unless OpenMetrics is asked for
+    let plain = get("");
+    assert!(plain.contains("text/plain; version=0.0.4"), "{plain}");
+    assert!(
+        plain.contains("# TYPE warden_messages_handled_total counter")
+            && plain.contains("# TYPE warden_build_info gauge")
+            && !plain.contains("# EOF"),
+        "{plain}"
+    );
+    promtool_accepts(&plain);
+    let text = get("Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n");
     assert!(text.contains("application/openmetrics-text"), "{text}");
     for line in [
         "warden_messages_accepted_total{agent=\"out\"} 3",

@@ -1,19 +1,20 @@
 //! Prometheus metrics on `telemetry.metrics_listen` (DESIGN sections 7 and 11):
-//! `GET /metrics` in OpenMetrics text, read from the running tree at scrape time
-//! (nothing on the message path): per agent `warden_messages_accepted_total`,
-//! `warden_messages_handled_total`, `warden_handle_failures_total`,
-//! `warden_dead_letters_total`, `warden_restarts_total`, `warden_mailbox_depth`
-//! (waiting + in flight), `warden_dead_letters_kept`; per limiter
-//! `warden_limiter_permits_total`, `warden_limiter_waits_total`,
-//! `warden_limiter_pauses_total`, `warden_limiter_tokens_total`; the store's
-//! `warden_store_commits_total`, `warden_store_flushes_total`,
-//! `warden_store_quarantined_total`; with span export on,
-//! `warden_trace_spans_exported_total` and
+//! `GET /metrics` in the Prometheus text format 0.0.4 (what `promtool check
+//! metrics` reads), or OpenMetrics text when the scraper's `Accept` asks for it
+//! ([`text_format`]), read from the running tree at scrape time (nothing on the
+//! message path but the histograms' observations): per agent
+//! `warden_messages_accepted_total`, `warden_messages_handled_total`,
+//! `warden_handle_failures_total`, `warden_dead_letters_total`,
+//! `warden_restarts_total`, `warden_mailbox_depth` (waiting, not in flight),
+//! `warden_dead_letters_kept`, and the histograms `warden_handle_seconds`,
+//! `warden_limiter_wait_seconds`; per limiter `warden_limiter_permits_total`,
+//! `warden_limiter_waits_total`, `warden_limiter_pauses_total`,
+//! `warden_limiter_tokens_total`; the store's `warden_store_commits_total`,
+//! `warden_store_flushes_total`, `warden_store_quarantined_total` and the
+//! histograms `warden_commit_seconds`, `warden_commit_batch_size`; with span
+//! export on, `warden_trace_spans_exported_total` and
 //! `warden_trace_spans_dropped_total{reason="queue_full|export_failed"}`; and
 //! `warden_build_info{version}`.
-//!
-//! Not yet: the latency histograms (`handle_seconds`, `commit_seconds`,
-//! `commit_batch_size`, `limiter_wait_seconds`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -263,21 +264,28 @@ pub async fn serve(
     let registry = Arc::new(registry);
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let registry = registry.clone();
             async move {
                 let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                    Ok(()) => (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
+                if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let (kind, body) = if text_format::wants_openmetrics(accept) {
+                    (
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         body,
                     )
-                        .into_response(),
-                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                }
+                } else {
+                    (
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text_format::from_openmetrics(&body),
+                    )
+                };
+                ([(axum::http::header::CONTENT_TYPE, kind)], body).into_response()
             }
         }),
     );
@@ -294,5 +302,7 @@ pub async fn serve(
         })
         .await
 }
+
+mod text_format;
 
 use axum::response::IntoResponse;
