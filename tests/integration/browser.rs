@@ -325,6 +325,15 @@ fn the_dashboard_renders_a_thousand_agents() {
             .await
             .unwrap();
         println!("dashboard with 1,000 agents: {figures}");
+        // how long the main thread is busy at a time while it keeps up (printed)
+        b.execute(
+            "window.longest = 0; new PerformanceObserver(l => l.getEntries().forEach(e =>
+                 window.longest = Math.max(window.longest, e.duration)))
+               .observe({type: 'longtask'}); return 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
         // a message to every agent: the handled counts move, the page keeps up
         let mut c = sb.conn();
         for s in 0..10 {
@@ -343,6 +352,8 @@ fn the_dashboard_renders_a_thousand_agents() {
             T,
         )
         .await;
+        let longest = b.execute("return window.longest;", vec![]).await.unwrap();
+        println!("dashboard with 1,000 agents: longest main-thread task while updating: {longest} ms");
         let png = b.screenshot().await.unwrap();
         std::fs::write(screenshot_path("dashboard-1000.png"), png).unwrap();
         b.close().await.unwrap();
