@@ -3,15 +3,16 @@
 //!
 //! Guarantees: ending a span never blocks and never allocates more than one
 //! queue slot: sampled spans go into a bounded queue ([`QUEUE`] spans); when it
-//! is full the span is dropped and counted. One thread takes batches from the
-//! queue (up to [`BATCH`] spans, or what came within [`INTERVAL`]) and posts them
+//! is full the span is dropped and counted; no other thread is woken for it. One
+//! thread takes batches from the queue (up to [`BATCH`] spans, or what came
+//! within [`INTERVAL`]) and posts them
 //! with a timeout; a batch the collector did not take is dropped and counted
 //! (spans are telemetry, not messages: they are never retried at the expense of
 //! newer ones). Failures are logged at most once per [`REPORT_EVERY`], with what
 //! was lost since. At shutdown, what is queued is sent within a bounded time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,10 @@ enum Item {
 #[derive(Debug)]
 pub(super) struct QueueProcessor {
     tx: SyncSender<Item>,
+    /// Spans in the queue (the exporting thread is woken when a batch is there).
+    queued: Arc<AtomicUsize>,
+    /// The exporting thread, to unpark.
+    exporter: std::thread::Thread,
     stats: Arc<ExportStats>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -77,41 +82,64 @@ impl QueueProcessor {
         let stats = STATS.get_or_init(Default::default).clone();
         let (tx, rx) = sync_channel(QUEUE);
         let st = stats.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let q = queued.clone();
         let thread = std::thread::Builder::new()
             .name("warden-otlp".into())
-            .spawn(move || run(rx, exporter, &st, &url))
+            .spawn(move || run(rx, &q, exporter, &st, &url))
             .map_err(|e| format!("cannot start the span exporter thread: {e}"))?;
         Ok(QueueProcessor {
             tx,
+            queued,
+            exporter: thread.thread().clone(),
             stats,
             thread: Mutex::new(Some(thread)),
         })
     }
 }
 
-fn run(rx: Receiver<Item>, exporter: impl SpanExporter, stats: &ExportStats, url: &str) {
+/// The exporting thread. It is not woken per span: it sleeps until the
+/// interval is up, the queue holds a batch, or a flush is asked for (senders
+/// unpark it then), and takes what is queued without blocking. A span ended on
+/// the message path so costs a queue slot and no wake-up of another thread.
+fn run(
+    rx: Receiver<Item>,
+    queued: &AtomicUsize,
+    exporter: impl SpanExporter,
+    stats: &ExportStats,
+    url: &str,
+) {
     let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH);
     let mut last_report: Option<Instant> = None;
     let mut lost_since = 0u64;
     let mut last_error = String::new();
+    let mut deadline = Instant::now() + INTERVAL;
     loop {
-        let deadline = Instant::now() + INTERVAL;
         let mut flushed = None;
         let mut closed = false;
         while batch.len() < BATCH {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(Item::Span(s)) => batch.push(*s),
+            match rx.try_recv() {
+                Ok(Item::Span(s)) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(*s);
+                }
                 Ok(Item::Flush(done)) => {
                     flushed = Some(done);
                     break;
                 }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
             }
         }
+        let now = Instant::now();
+        if batch.len() < BATCH && flushed.is_none() && !closed && now < deadline {
+            std::thread::park_timeout(deadline - now);
+            continue;
+        }
+        deadline = now + INTERVAL;
         if !batch.is_empty() {
             let n = batch.len() as u64;
             match futures::executor::block_on(exporter.export(std::mem::take(&mut batch))) {
@@ -148,7 +176,11 @@ impl SpanProcessor for QueueProcessor {
             return;
         }
         match self.tx.try_send(Item::Span(Box::new(span))) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == BATCH {
+                    self.exporter.unpark();
+                }
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats
                     .dropped_queue_full
@@ -162,6 +194,7 @@ impl SpanProcessor for QueueProcessor {
         self.tx
             .send(Item::Flush(done))
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        self.exporter.unpark();
         wait.recv_timeout(TIMEOUT + INTERVAL)
             .map_err(|_| OTelSdkError::Timeout(TIMEOUT + INTERVAL))
     }

@@ -95,9 +95,9 @@ pub fn join(span: &tracing::Span, traceparent: Option<&str>) {
 /// made per accepted message.
 pub fn enqueue(
     parent: Option<String>,
-    agent: &str,
-    message_id: &str,
-    correlation: &str,
+    agent: &std::sync::Arc<str>,
+    message_id: String,
+    correlation: &std::sync::Arc<str>,
 ) -> Option<String> {
     let Some(tracer) = TRACER.get().filter(|_| enabled()) else {
         return parent;
@@ -109,9 +109,12 @@ pub fn enqueue(
     let mut span = tracer
         .span_builder("warden.enqueue")
         .with_attributes([
-            KeyValue::new("agent", agent.to_string()),
-            KeyValue::new("message_id", message_id.to_string()),
-            KeyValue::new("correlation", correlation.to_string()),
+            KeyValue::new("agent", opentelemetry::StringValue::from(agent.clone())),
+            KeyValue::new("message_id", message_id),
+            KeyValue::new(
+                "correlation",
+                opentelemetry::StringValue::from(correlation.clone()),
+            ),
         ])
         .start_with_context(tracer, &cx);
     let sc = span.span_context().clone();
@@ -169,12 +172,20 @@ pub fn trace_id(traceparent: Option<&str>) -> &str {
 }
 
 /// The attributes every span about message `env` has.
+/// (The agent and correlation are shared, not copied: spans are made on the
+/// message path.)
 pub fn message_attributes(env: &crate::envelope::Envelope) -> Vec<KeyValue> {
-    vec![
-        KeyValue::new("agent", env.id.agent.to_string()),
-        KeyValue::new("message_id", env.id.to_string()),
-        KeyValue::new("correlation", env.correlation.to_string()),
-    ]
+    let mut a = Vec::with_capacity(6);
+    a.push(KeyValue::new(
+        "agent",
+        opentelemetry::StringValue::from(env.id.agent.clone()),
+    ));
+    a.push(KeyValue::new("message_id", env.id.to_string()));
+    a.push(KeyValue::new(
+        "correlation",
+        opentelemetry::StringValue::from(env.correlation.clone()),
+    ));
+    a
 }
 
 /// An exported `warden.handle` span: one handling attempt, under the message's

@@ -106,7 +106,7 @@ impl Parts {
         // caller's); one a handler emitted continues that handling's span, its
         // enqueue being part of the handling's commit
         let trace = if self.causation.is_none() && crate::telemetry::trace::enabled() {
-            crate::telemetry::trace::enqueue(self.trace, &id.agent, &id.to_string(), &correlation)
+            crate::telemetry::trace::enqueue(self.trace, &id.agent, id.to_string(), &correlation)
         } else {
             self.trace
         };
