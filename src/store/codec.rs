@@ -21,9 +21,10 @@ use crate::envelope::{Envelope, MessageId, ReplyTo};
 pub const FORMAT: u8 = 2;
 /// The store's format (its `V` mark): the record format, or newer when the store
 /// gained a kind of record an older build would not know. 3: agent entries (`E`
-/// records, the layout of a state). A build refuses a store whose mark is newer
+/// records, the layout of a state). 4: spend records (`$`) and the dead-letter
+/// reason `budget_exhausted`. A build refuses a store whose mark is newer
 /// than its own, rather than quarantine records it cannot read.
-pub const STORE_FORMAT: u8 = 3;
+pub const STORE_FORMAT: u8 = 4;
 /// The oldest record format this build reads.
 pub const OLDEST: u8 = 1;
 /// Largest record accepted when decoding.
@@ -237,6 +238,7 @@ fn reason_code(r: DeadReason) -> u8 {
         DeadReason::MaxCycles => 6,
         DeadReason::Invalid => 7,
         DeadReason::Rejected => 8,
+        DeadReason::BudgetExhausted => 9,
     }
 }
 
@@ -275,6 +277,7 @@ pub fn decode_dead(bytes: &[u8]) -> Result<DeadLetter, CodecError> {
         6 => DeadReason::MaxCycles,
         7 => DeadReason::Invalid,
         8 => DeadReason::Rejected,
+        9 => DeadReason::BudgetExhausted,
         other => {
             return Err(CodecError::Corrupt(format!(
                 "unknown dead-letter reason {other}"

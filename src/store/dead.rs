@@ -30,6 +30,8 @@ pub enum DeadReason {
     Invalid,
     /// A person rejected it (`warden ctl reject`) and there is no `on_reject`.
     Rejected,
+    /// Its correlation spent its budget (tokens or cost).
+    BudgetExhausted,
 }
 
 impl DeadReason {
@@ -45,6 +47,7 @@ impl DeadReason {
             DeadReason::MaxCycles => "max_cycles",
             DeadReason::Invalid => "invalid",
             DeadReason::Rejected => "rejected",
+            DeadReason::BudgetExhausted => "budget_exhausted",
         }
     }
 }

@@ -24,6 +24,9 @@ pub const NEXT: u8 = b'N';
 pub const CHILD: u8 = b'C';
 /// A delayed send: `L id` (see [`super::delayed`]).
 pub const DELAYED: u8 = b'L';
+/// Spend, per correlation (`$ c correlation`) and per agent and model
+/// (`$ a agent \0 model`): see [`super::spend`].
+pub const SPEND: u8 = b'$';
 /// A quarantined record: `Q original-key`.
 pub const QUARANTINE: u8 = b'Q';
 /// The number of the last group commit, written by every group: `W`.

@@ -28,6 +28,7 @@ pub mod entries;
 pub mod high_water;
 pub mod keys;
 pub mod mailbox;
+pub mod spend;
 mod open;
 mod recovery;
 pub mod suspects;

@@ -43,6 +43,8 @@ pub struct Recovered {
     pub children: Vec<ChildRecord>,
     /// Delayed sends not enqueued yet, by due time (see [`super::delayed`]).
     pub delayed: Vec<super::delayed::DelayedRecord>,
+    /// Spend records (see [`super::spend`]).
+    pub spend: Vec<super::spend::SpendRecord>,
 }
 
 impl Recovered {
@@ -134,6 +136,9 @@ pub(super) fn recover(tree: &sled::Tree, stats: &StoreStats) -> Result<Recovered
                 }
                 keys::DELAYED => {
                     out.delayed.push(super::delayed::decode(&k, &v)?);
+                }
+                keys::SPEND => {
+                    out.spend.push(super::spend::decode(&k, &v)?);
                 }
                 keys::QUARANTINE => {
                     stats.quarantined.fetch_add(1, Ordering::Relaxed);

@@ -337,7 +337,7 @@ fn a_daemon_killed_before_its_first_commit_starts_again() {
 
 /// A format-1 store (written by an earlier build) opens, its records read, and
 /// its format mark is raised to this build's store format, so that a build that
-/// cannot read what this one writes (format 2 records, format 3 entries) refuses it.
+/// cannot read what this one writes (format 2 records, format 3 entries, format 4 spend) refuses it.
 #[test]
 fn a_format_1_store_is_read_and_marked_with_this_builds_format() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,7 +360,7 @@ fn a_format_1_store_is_read_and_marked_with_this_builds_format() {
         .unwrap()
         .unwrap();
     assert_eq!(&meta[..], &[warden::store::codec::STORE_FORMAT]);
-    assert_eq!(warden::store::codec::STORE_FORMAT, 3);
+    assert_eq!(warden::store::codec::STORE_FORMAT, 4);
 }
 
 /// Entries (an agent's keyed state) are written and removed by a commit, read
