@@ -136,6 +136,7 @@ pub async fn run(config_path: &Path, kinds: Kinds, run: RunOptions) -> i32 {
         durable: Some(durable),
         limits: Limits::new(&config.limits),
         dynamic,
+        prices: config.prices.clone(),
     };
     let runtime = match Runtime::start_with(config.tree.clone(), kinds, options).await {
         Ok(r) => Arc::new(r),

@@ -53,6 +53,7 @@ pub mod policies;
 pub mod runtime;
 pub mod service;
 pub mod spec_error;
+pub mod spend;
 pub mod store;
 pub mod supervision;
 pub mod telemetry;

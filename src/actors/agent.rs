@@ -194,6 +194,10 @@ pub struct Context {
     pub(crate) limiters: Arc<[Arc<Limiter>]>,
     /// Tokens taken so far in this delivery.
     pub(crate) tokens_taken: u64,
+    /// What its upstream calls used, committed with the hand-off (spend).
+    pub(crate) usage: Vec<crate::spend::Usage>,
+    /// What the message's correlation may still spend, if it has a budget.
+    pub(crate) budget: Option<crate::spend::Remaining>,
     /// The agents it may emit to (its `to`); `None`: any.
     pub(crate) allowed: Option<Arc<[String]>>,
     /// Where `notify` publishes (the tree's event bus).
@@ -220,6 +224,8 @@ impl Context {
             registry,
             limiters,
             tokens_taken: 0,
+            usage: Vec::new(),
+            budget: None,
             allowed: None,
             events: None,
         }
@@ -373,12 +379,37 @@ impl Context {
 
     /// Reports what the upstream call really cost: tokens beyond those taken are
     /// debited from every token-weighted limiter (the next taker pays them first).
+    /// The tokens count as spend of the message's correlation and this agent.
     pub fn report_tokens(&mut self, actual: u64) {
+        self.report_usage(None, 0, 0, actual);
+    }
+
+    /// Reports what an upstream call used, with its model and the input/output
+    /// split when known: counted against the token limiters as
+    /// [`Context::report_tokens`] says, and as spend (tokens, and cost by the
+    /// `[prices]` table) of this agent and of the message's correlation,
+    /// committed with the hand-off (or, if the attempt fails, on its own).
+    pub fn report_usage(&mut self, model: Option<&str>, input: u64, output: u64, total: u64) {
+        let actual = total.max(input.saturating_add(output));
         let overrun = actual.saturating_sub(self.tokens_taken);
         for l in self.limiters.iter() {
             l.debit(overrun);
         }
         self.tokens_taken = self.tokens_taken.max(actual);
+        if actual > 0 {
+            self.usage.push(crate::spend::Usage {
+                model: model.map(str::to_string),
+                input,
+                output,
+                total: actual,
+            });
+        }
+    }
+
+    /// What the message's correlation may still spend (tokens, cost), if it has
+    /// a budget: as it stood when this handling started.
+    pub fn budget(&self) -> Option<crate::spend::Remaining> {
+        self.budget
     }
 
     /// Asks the runtime to stop this agent normally once this message is committed.

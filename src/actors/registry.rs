@@ -32,6 +32,10 @@ pub struct SendOptions {
     /// A caller's W3C trace context (`traceparent`): the correlation's trace
     /// joins the caller's.
     pub traceparent: Option<String>,
+    /// The correlation's budget (replacing its limits of the kinds given);
+    /// without one, the receiving agent's `budget_tokens`/`budget_cost` start a
+    /// correlation that has none.
+    pub budget: crate::store::spend::Budget,
 }
 
 /// Why a call got no reply.
@@ -58,6 +62,8 @@ pub struct Registry {
     /// Starts at a random point: a reply stored before a daemon crash must never
     /// reach a caller of the next run that happens to get the same call id.
     next_call: AtomicU64,
+    /// Spend and budgets of the tree's correlations and agents.
+    pub ledger: crate::spend::Ledger,
 }
 
 impl Default for Registry {
@@ -65,6 +71,7 @@ impl Default for Registry {
         Registry {
             agents: RwLock::default(),
             calls: Mutex::default(),
+            ledger: crate::spend::Ledger::default(),
             next_call: AtomicU64::new(fastrand::u64(..u64::MAX / 2)),
         }
     }
@@ -135,7 +142,52 @@ impl Registry {
                 payload: Some(payload),
             });
         };
-        Self::send_to(&slot, payload, opts).await
+        // a task's budget: the sender's, or the entry agent's for a new task
+        let (budget, keep) = if opts.budget.is_empty() {
+            let o = &slot.spec().options;
+            let b = crate::store::spend::Budget {
+                tokens: o.get("budget_tokens").and_then(Value::as_u64),
+                cost: o.get("budget_cost").and_then(Value::as_f64),
+            };
+            (b, true)
+        } else {
+            (opts.budget, false)
+        };
+        if budget.is_empty() {
+            return Self::send_to(&slot, payload, opts).await;
+        }
+        // known before the message is accepted, so no handling of it runs
+        // without; else (the correlation is the new message's id) right after
+        let early = opts.correlation.clone();
+        if let Some(c) = &early {
+            self.record_budget(&slot, c, budget, keep).await?;
+        }
+        let sent = Self::send_to(&slot, payload, opts).await?;
+        if early.is_none() && !sent.duplicate {
+            self.record_budget(&slot, &sent.message_id.to_string(), budget, keep)
+                .await?;
+        }
+        Ok(sent)
+    }
+
+    async fn record_budget(
+        &self,
+        slot: &AgentSlot,
+        correlation: &str,
+        budget: crate::store::spend::Budget,
+        keep: bool,
+    ) -> Result<(), Undelivered> {
+        let Some(done) =
+            self.ledger
+                .set_budget(correlation, budget, keep, slot.store().map(|s| &**s))
+        else {
+            return Ok(());
+        };
+        let r = done.await.unwrap_or(Err(crate::store::StoreError::Closed));
+        r.map_err(|e| Undelivered {
+            error: SendError::Store(e),
+            payload: None,
+        })
     }
 
     /// Accepts a message for an agent already resolved with [`Registry::get`]

@@ -38,6 +38,8 @@ pub(super) const AGENT: &[&str] = &[
     "pause_cool_down",
     "to",
     "on_dead_letter",
+    "budget_tokens",
+    "budget_cost",
 ];
 pub(super) const BREAKER: &[&str] = &["failures", "cool_down"];
 
@@ -142,7 +144,11 @@ impl TreeBuilder<'_, '_> {
             }
         }
         // `to`, for every kind: whom it may emit to (and, for echo, whom it does)
-        for opt in info.options.iter().chain(["to", "on_dead_letter"].iter()) {
+        // a task's budget, given to each correlation that starts here
+        s.int("budget_tokens", 1, i64::MAX)?;
+        s.number("budget_cost", 0.0, 1e12)?;
+        let common = ["to", "on_dead_letter", "budget_tokens", "budget_cost"];
+        for opt in info.options.iter().chain(common.iter()) {
             if let Some(v) = s.table.get(*opt) {
                 let json = serde_json::to_value(v).map_err(|e| s.err(opt, e.to_string()))?;
                 spec.options.insert(opt.to_string(), json);

@@ -21,7 +21,14 @@ const MAX_RESTARTS: i64 = 100_000;
 /// How deep supervisors nest (every tree walk is recursive below it).
 pub(crate) const MAX_DEPTH: usize = crate::supervision::MAX_DEPTH;
 
-const TOP: &[&str] = &["daemon", "telemetry", "limits", "supervisor", "agent"];
+const TOP: &[&str] = &[
+    "daemon",
+    "telemetry",
+    "limits",
+    "prices",
+    "supervisor",
+    "agent",
+];
 pub(super) const SUPERVISOR: &[&str] = &[
     "strategy",
     "template",
@@ -52,6 +59,7 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
         .into_iter()
         .map(|(name, s)| Ok((name, limit(&s)?)))
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    let prices = prices(&top)?;
     let supervisors = named_tables(&top, "supervisor")?;
     let agents = named_tables(&top, "agent")?;
     let mut tree = TreeBuilder {
@@ -94,9 +102,38 @@ pub(super) fn build(table: &Table, file: &str, kinds: &Kinds) -> Result<Config, 
         daemon,
         telemetry,
         limits,
+        prices,
         warnings: super::warnings::warnings(&root),
         tree: root,
     })
+}
+
+/// `[prices."MODEL"] input = X, output = Y`: both required, per million tokens.
+fn prices(top: &Section) -> Result<crate::spend::Prices, ConfigError> {
+    let mut out = crate::spend::Prices::new();
+    let Some(group) = top.table("prices")? else {
+        return Ok(out);
+    };
+    for model in group.table.keys() {
+        let s = group.table(model)?.expect("key exists");
+        s.check_keys(&["input", "output"])?;
+        let price = |key: &str| {
+            s.number(key, 0.0, 1e9)?.ok_or_else(|| {
+                s.err(
+                    key,
+                    "missing; give the price per million tokens, input and output (0 if free)",
+                )
+            })
+        };
+        out.insert(
+            model.clone(),
+            crate::spend::Price {
+                input: price("input")?,
+                output: price("output")?,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn named_tables<'a>(

@@ -90,6 +90,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[limits.*]`.
     pub limits: BTreeMap<String, LimitSpec>,
+    /// `[prices."MODEL"]`: per million input and output tokens.
+    pub prices: crate::spend::Prices,
     /// The tree, from `[supervisor.root]` down.
     pub tree: SupervisorSpec,
     /// Valid combinations that cannot work as likely meant (`warden check` prints

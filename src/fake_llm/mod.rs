@@ -109,13 +109,24 @@ async fn hook(
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
-    log_request(&st, n, &headers, &body, StatusCode::NO_CONTENT);
+    log_request(&st, n, &headers, &body, StatusCode::NO_CONTENT, None);
     StatusCode::NO_CONTENT
 }
 
 /// One log line per request, written on its arrival: `{"n", "time_ms", "status"
 /// (of the answer it gets, after the script's latency), "headers", "body"}`.
-fn log_request(st: &Served, n: u64, headers: &HeaderMap, body: &[u8], status: StatusCode) {
+/// The `usage` an answer reports (logged with the request).
+#[derive(Clone)]
+struct Reported(Value);
+
+fn log_request(
+    st: &Served,
+    n: u64,
+    headers: &HeaderMap,
+    body: &[u8],
+    status: StatusCode,
+    usage: Option<Value>,
+) {
     let Some(log) = &st.log else { return };
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let hs: serde_json::Map<String, Value> = headers
@@ -130,7 +141,7 @@ fn log_request(st: &Served, n: u64, headers: &HeaderMap, body: &[u8], status: St
         })
         .collect();
     let line = json!({"n": n, "time_ms": crate::envelope::now_ms(), "status": status.as_u16(),
-        "headers": hs, "body": req});
+        "headers": hs, "body": req, "usage": usage});
     if let Ok(mut f) = log.lock() {
         use std::io::Write;
         let _ = writeln!(f, "{line}");
@@ -168,7 +179,8 @@ async fn completions(
     // the answer is decided on arrival and logged then (so a test sees a request
     // while it is in flight), and sent after the latency
     let resp = answer(&st, n, &body);
-    log_request(&st, n, &headers, &body, resp.status());
+    let usage = resp.extensions().get::<Reported>().map(|r| r.0.clone());
+    log_request(&st, n, &headers, &body, resp.status(), usage);
     let latency = st.script.faults.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -263,16 +275,18 @@ fn answer(st: &Served, n: u64, body: &[u8]) -> Response {
         .successes
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens});
     let mut resp = Json(json!({
         "id": format!("chatcmpl-fake-{n}"),
         "object": "chat.completion",
         "created": crate::envelope::now_ms() / 1000,
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": usage,
     }))
     .into_response();
+    resp.extensions_mut().insert(Reported(usage));
     if f.exhaust_every > 0 && ok.is_multiple_of(f.exhaust_every) {
         let h = resp.headers_mut();
         h.insert(

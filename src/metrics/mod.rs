@@ -14,7 +14,8 @@
 //! histograms `warden_commit_seconds`, `warden_commit_batch_size`; with span
 //! export on, `warden_trace_spans_exported_total` and
 //! `warden_trace_spans_dropped_total{reason="queue_full|export_failed"}`; and
-//! `warden_build_info{version}`.
+//! `warden_tokens_total` and `warden_cost_total` by agent and model (spend:
+//! see [`crate::spend`]); and `warden_build_info{version}`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -206,6 +207,33 @@ impl Collector for TreeCollector {
                 "warden_store_quarantined",
                 "Records quarantined at recovery",
                 &[(vec![], ConstCounter::new(s.quarantined))],
+            )?;
+        }
+        let spend = rt.tree_context().registry.ledger.by_agent_and_model();
+        if !spend.is_empty() {
+            let labels = |a: &str, m: &str| {
+                vec![
+                    ("agent".to_string(), a.to_string()),
+                    ("model".to_string(), m.to_string()),
+                ]
+            };
+            family(
+                &mut enc,
+                "warden_tokens",
+                "Tokens spent (reported by llm agents, ports and Rust agents)",
+                &spend
+                    .iter()
+                    .map(|((a, m), t)| (labels(a, m), ConstCounter::new(t.tokens)))
+                    .collect::<Vec<_>>(),
+            )?;
+            family(
+                &mut enc,
+                "warden_cost",
+                "Cost spent, by the [prices] table (its currency)",
+                &spend
+                    .iter()
+                    .map(|((a, m), t)| (labels(a, m), ConstCounter::new(t.cost)))
+                    .collect::<Vec<_>>(),
             )?;
         }
         if let Some(t) = crate::telemetry::export::stats() {

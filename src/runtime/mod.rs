@@ -36,6 +36,8 @@ pub struct Options {
     /// Dynamic children made by an earlier run (supervisor, child), restored after
     /// their supervisors' declared children; see [`crate::store::children`].
     pub dynamic: Vec<(String, ChildSpec)>,
+    /// The price table (`[prices]`), for the cost of reported usage.
+    pub prices: crate::spend::Prices,
 }
 
 /// How the tree ended.
@@ -117,8 +119,11 @@ impl Runtime {
             options.limits,
             options.dynamic,
         )?;
+        tree.registry.ledger.set_prices(options.prices);
         if let Some(d) = &tree.durable {
-            let left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
+            let mut left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
+            // spend and budgets first: no message is handled before they are known
+            tree.registry.ledger.load(std::mem::take(&mut left.spend));
             for (agent, r) in &left.agents {
                 // no host will run these: they must not hold the suspect gate shut
                 d.store.gate.forget_agent(agent);
@@ -222,10 +227,19 @@ impl Runtime {
         payload: Value,
         timeout: Duration,
     ) -> Result<Value, CallError> {
-        self.tree
-            .registry
-            .call(to, payload, timeout, SendOptions::default())
+        self.call_with(to, payload, timeout, SendOptions::default())
             .await
+    }
+
+    /// Like [`Runtime::call`], with a correlation, a budget, ...
+    pub async fn call_with(
+        &self,
+        to: &str,
+        payload: Value,
+        timeout: Duration,
+        opts: SendOptions,
+    ) -> Result<Value, CallError> {
+        self.tree.registry.call(to, payload, timeout, opts).await
     }
 
     /// The agent slot named `name` (state, counters, dead letters).

@@ -28,9 +28,9 @@ pub mod entries;
 pub mod high_water;
 pub mod keys;
 pub mod mailbox;
-pub mod spend;
 mod open;
 mod recovery;
+pub mod spend;
 pub mod suspects;
 
 use std::fs::File;

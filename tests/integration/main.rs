@@ -7,6 +7,7 @@ mod common;
 
 mod admin;
 mod browser;
+mod budgets;
 mod cli;
 mod dashboard;
 mod dynamic_children;

@@ -84,7 +84,7 @@ while True:
     count = state.get("count", 0) + 1
     result = {"reply": {"echo": p["payload"], "pid": os.getpid(), "count": count,
                         "attempt": p["attempt"], "max_attempts": p["max_attempts"],
-                        "replica": os.environ.get("WARDEN_REPLICA")},
+                        "replica": os.environ.get("WARDEN_REPLICA"), "budget": p.get("budget")},
               "state": {"count": count}}
     if do == "env":
         result["reply"]["env"] = dict(os.environ)
@@ -92,6 +92,8 @@ while True:
         result["emit"] = [{"to": pay["emit_to"], "payload": {"from_port": p["payload"], "pid": os.getpid()}}]
     if do == "tokens":
         result["tokens_used"] = pay.get("used", pay["n"])
+    if "usage" in pay:
+        result["usage"] = pay["usage"]
     send({"jsonrpc": "2.0", "id": mid, "result": result})
     if do == "idle_exit":
         time.sleep(0.2)

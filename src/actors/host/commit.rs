@@ -27,6 +27,7 @@ pub(super) async fn commit(
         state_changed,
         entry_changes,
         trace_out,
+        usage,
         emits,
         reply,
         exit,
@@ -117,6 +118,11 @@ pub(super) async fn commit(
             }
         }
     };
+    // spend goes with the hand-off; the ledger's guard keeps records in order
+    let charged =
+        st.registry
+            .ledger
+            .charge(&st.slot.name, &message.correlation, &usage, &mut batch);
     match store.filter(|_| !batch.is_empty()) {
         Some(store) => {
             let began = span.map(|_| std::time::SystemTime::now());
@@ -125,6 +131,7 @@ pub(super) async fn commit(
                 finish(&r);
                 let _ = tx.send(r);
             });
+            drop(charged);
             let r = rx.await;
             if let (Some(span), Some(began)) = (span, began) {
                 let mut attributes = crate::telemetry::trace::message_attributes(&message);
@@ -143,7 +150,30 @@ pub(super) async fn commit(
                 Err(_) => return Err("commit failed: the store closed".into()),
             }
         }
-        None => finish(&Ok(())),
+        None => {
+            drop(charged);
+            finish(&Ok(()))
+        }
     }
     Ok(Outcome::Done { exit })
+}
+
+/// Commits the spend of a failed attempt on its own (its calls were made and
+/// paid for, though nothing else of the attempt is kept).
+pub(super) fn charge_failed(st: &HostState, ctx: &mut Context) {
+    let usage = std::mem::take(&mut ctx.usage);
+    let mut batch = Batch::default();
+    let charged =
+        st.registry
+            .ledger
+            .charge(&st.slot.name, &ctx.message.correlation, &usage, &mut batch);
+    if let (Some(_), Some(store)) = (&charged, st.slot.store()) {
+        let agent = st.slot.name.clone();
+        store.submit(batch, move |r| {
+            if let Err(e) = r {
+                tracing::error!(agent = %agent, error = %e, "cannot record a failed attempt's spend");
+            }
+        });
+    }
+    drop(charged);
 }

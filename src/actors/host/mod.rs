@@ -251,6 +251,13 @@ async fn deliver(
         );
         return Ok(Outcome::Failed);
     }
+    // a task that spent its budget goes no further
+    let ledger = &st.registry.ledger;
+    if let Some(why) = ledger.exhausted(&env.correlation) {
+        slot.dead_letter(st.replica, me, DeadReason::BudgetExhausted, &why, false);
+        return Ok(Outcome::Failed);
+    }
+    let budget = ledger.remaining(&env.correlation);
     // G8: a permit from every limiter first; waiting is not an attempt.
     let deadline = env
         .deadline_ms
@@ -328,6 +335,7 @@ async fn deliver(
         st.limiters.clone(),
     );
     ctx.trace_out = exported.as_ref().and_then(|h| h.traceparent());
+    ctx.budget = budget;
     ctx.allowed = st.allowed.clone();
     ctx.events = slot.events();
     ctx.entries = Some(slot.shared_entries());
@@ -357,6 +365,9 @@ async fn deliver(
     }
     // the kind of failure only: an error's text may quote the payload
     let failed = result.as_ref().err().map(|e| format!("{:?}", e.kind));
+    if result.is_err() {
+        commit::charge_failed(st, &mut ctx);
+    }
     let outcome = match result {
         Ok(()) => commit(st, ctx, me, exported.as_ref()).await,
         Err(e) if e.kind == ErrorKind::Fatal => Err(e.message.into()),

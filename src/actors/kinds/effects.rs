@@ -18,6 +18,17 @@ pub(crate) fn apply(result: &Map<String, Value>, ctx: &mut Context) -> Result<()
     if let Some(n) = result.get("tokens_used").and_then(Value::as_u64) {
         ctx.report_tokens(n);
     }
+    // `usage`: {"model", "input_tokens", "output_tokens"} (or the OpenAI names)
+    if let Some(u) = result.get("usage").and_then(Value::as_object) {
+        let n = |a: &str, b: &str| u.get(a).or(u.get(b)).and_then(Value::as_u64).unwrap_or(0);
+        let model = u.get("model").and_then(Value::as_str);
+        ctx.report_usage(
+            model,
+            n("input_tokens", "prompt_tokens"),
+            n("output_tokens", "completion_tokens"),
+            n("total_tokens", "total_tokens"),
+        );
+    }
     match result.get("emit") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
@@ -54,6 +65,7 @@ pub(crate) fn deliver_params(ctx: &Context, max_attempts: u32) -> Value {
         "remaining_ms": remaining,
         "key": m.key,
         "traceparent": ctx.traceparent(),
+        "budget": ctx.budget().map(|b| b.to_json()),
         "state": ctx.state(),
         "payload": m.payload,
     })

@@ -249,8 +249,14 @@ impl Agent for Llm {
             });
         }
         let usage = parsed["usage"].clone();
-        if let Some(total) = usage["total_tokens"].as_u64() {
-            ctx.report_tokens(total);
+        let (input, output) = (
+            usage["prompt_tokens"].as_u64().unwrap_or(0),
+            usage["completion_tokens"].as_u64().unwrap_or(0),
+        );
+        let total = usage["total_tokens"].as_u64().unwrap_or(0);
+        if input + output + total > 0 {
+            let model = parsed["model"].as_str().unwrap_or(&self.model);
+            ctx.report_usage(Some(model), input, output, total);
         }
         if headers
             .get("x-ratelimit-remaining-requests")

@@ -50,6 +50,23 @@ pub(super) enum CtlCommand {
         /// Join the caller's trace: a W3C traceparent (00-TRACE-PARENT-FLAGS).
         #[arg(long)]
         traceparent: Option<String>,
+        /// The task's (correlation's) token budget: messages of it are not
+        /// handled once it has spent this many tokens.
+        #[arg(long)]
+        budget_tokens: Option<u64>,
+        /// The task's cost budget, in the [prices] currency (e.g. 0.50).
+        #[arg(long)]
+        budget_cost: Option<f64>,
+    },
+    /// What agents spent: tokens and cost, by agent, model or correlation.
+    Spend {
+        /// Group by: agent, model or correlation.
+        #[arg(long, default_value = "agent", value_parser = ["agent", "model", "correlation"])]
+        by: String,
+        /// Only correlations that spent within this long (e.g. 1h); with --by
+        /// correlation.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Send and wait for the reply.
     Call {

@@ -89,6 +89,8 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             deadline,
             delay,
             traceparent,
+            budget_tokens,
+            budget_cost,
         } => {
             if let Some(d) = deadline {
                 duration_arg("deadline", d)?;
@@ -96,8 +98,19 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
             if let Some(d) = delay {
                 duration_arg("delay", d)?;
             }
-            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline, "delay": delay, "traceparent": traceparent});
+            let f = json!({"to": agent, "payload": payload(p)?, "key": key, "correlation": correlation, "deadline": deadline, "delay": delay, "traceparent": traceparent,
+                "budget_tokens": budget_tokens, "budget_cost": budget_cost});
             ("send", strip_nulls(f), None)
+        }
+        Spend { by, since } => {
+            if let Some(d) = since {
+                duration_arg("since", d)?;
+            }
+            (
+                "spend",
+                strip_nulls(json!({"by": by, "since": since})),
+                None,
+            )
         }
         Call {
             agent,

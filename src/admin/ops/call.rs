@@ -19,6 +19,12 @@ pub(crate) struct Req {
     payload: Value,
     /// How long to wait for the reply (default `"30s"`).
     timeout: Option<String>,
+    /// Correlation id (default: the message's id).
+    correlation: Option<String>,
+    /// The correlation's token budget.
+    budget_tokens: Option<u64>,
+    /// The correlation's cost budget.
+    budget_cost: Option<f64>,
 }
 
 pub(super) async fn apply(c: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
@@ -26,7 +32,12 @@ pub(super) async fn apply(c: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
         Some(t) => duration("timeout", t)?,
         None => Duration::from_secs(30),
     };
-    match ctx.runtime.call(&c.to, c.payload, timeout).await {
+    let opts = crate::actors::SendOptions {
+        correlation: c.correlation,
+        budget: super::send::budget(c.budget_tokens, c.budget_cost)?,
+        ..Default::default()
+    };
+    match ctx.runtime.call_with(&c.to, c.payload, timeout, opts).await {
         Ok(reply) => Ok(json!({"reply": reply})),
         Err(CallError::Send(e)) => Err(e.into()),
         Err(e @ CallError::Timeout { .. }) => Err(AdminError::new(crate::admin::error::ErrorCode::Timeout, e.to_string())),

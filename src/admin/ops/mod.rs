@@ -119,6 +119,7 @@ ops! {
     Approve = approve: "approve",
     Reject = reject: "reject",
     Backup = backup: "backup",
+    Spend = spend: "spend",
     Watch = watch: "watch",
     Shutdown = shutdown: "shutdown",
 }

@@ -26,14 +26,22 @@ pub(crate) struct Req {
     delay: Option<String>,
     /// The caller's W3C trace context: the message's trace joins it.
     traceparent: Option<String>,
+    /// The correlation's token budget.
+    budget_tokens: Option<u64>,
+    /// The correlation's cost budget (in the `[prices]` currency).
+    budget_cost: Option<f64>,
 }
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
     if let Some(d) = r.delay.as_deref() {
         let delay = duration("delay", d)?;
-        if r.deadline.is_some() || r.traceparent.is_some() {
+        if r.deadline.is_some()
+            || r.traceparent.is_some()
+            || r.budget_tokens.is_some()
+            || r.budget_cost.is_some()
+        {
             return Err(AdminError::bad_request(
-                "delay does not go together with deadline or traceparent yet: a delayed send has neither",
+                "delay does not go together with deadline, traceparent or a budget yet: a delayed send has none",
             ));
         }
         let rec = ctx
@@ -52,9 +60,28 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
             .transpose()?,
         reply_to: None,
         traceparent: r.traceparent.as_deref().map(traceparent).transpose()?,
+        budget: budget(r.budget_tokens, r.budget_cost)?,
     };
     let sent = ctx.runtime.send_with(&r.to, r.payload, opts).await?;
     Ok(json!({"message_id": sent.message_id.to_string(), "duplicate": sent.duplicate}))
+}
+
+/// The `budget_tokens` and `budget_cost` fields, checked.
+pub(super) fn budget(
+    tokens: Option<u64>,
+    cost: Option<f64>,
+) -> Result<crate::store::spend::Budget, AdminError> {
+    if tokens == Some(0) {
+        return Err(AdminError::bad_request(
+            "budget_tokens is 0; give the tokens the task may spend (at least 1)",
+        ));
+    }
+    if let Some(c) = cost.filter(|c| !c.is_finite() || *c <= 0.0) {
+        return Err(AdminError::bad_request(format!(
+            "budget_cost is {c}; give the cost the task may spend, more than 0, in the [prices] currency"
+        )));
+    }
+    Ok(crate::store::spend::Budget { tokens, cost })
 }
 
 /// A `traceparent` field, checked.

@@ -41,6 +41,11 @@ pub(super) async fn apply(_: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
         .store()
         .map(|s| serde_json::to_value(s.snapshot()).expect("snapshot encodes"))
         .unwrap_or(Value::Null);
+    for (name, t) in registry.ledger.by("agent", 0) {
+        if let Some(a) = agents.get_mut(&name) {
+            a["spend"] = json!({"tokens": t.tokens, "cost": t.cost});
+        }
+    }
     Ok(json!({
         "agents": agents,
         "limits": ctx.runtime.tree_context().limits.snapshot(),

@@ -1,0 +1,312 @@
+//! The ledger: spend totals and budgets in memory, and the store records that
+//! keep them (see the guarantees in [`super`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use serde_json::{json, Value};
+
+use super::prices::{cost, Prices};
+use crate::envelope::now_ms;
+use crate::store::spend::{self, Budget, CorrelationSpend, SpendRecord, Totals};
+use crate::store::Batch;
+
+/// What one upstream call used.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// The model, as the provider named it (none for a bare token count).
+    pub model: Option<String>,
+    /// Input (prompt) tokens.
+    pub input: u64,
+    /// Output (completion) tokens.
+    pub output: u64,
+    /// All tokens (at least input + output).
+    pub total: u64,
+}
+
+/// What a correlation may still spend (`None`: no limit of that kind).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Remaining {
+    /// Tokens left (0 when spent).
+    pub tokens: Option<u64>,
+    /// Cost left (0 when spent).
+    pub cost: Option<f64>,
+}
+
+impl Remaining {
+    /// `{"tokens": N|null, "cost": X|null}`.
+    pub fn to_json(&self) -> Value {
+        json!({"tokens": self.tokens, "cost": self.cost})
+    }
+}
+
+#[derive(Default)]
+struct Books {
+    correlations: HashMap<String, CorrelationSpend>,
+    /// (agent, model) -> totals.
+    agents: BTreeMap<(String, String), Totals>,
+}
+
+/// Spend and budgets of the whole tree.
+#[derive(Default)]
+pub struct Ledger {
+    books: Mutex<Books>,
+    prices: RwLock<Prices>,
+    /// Some correlation has a budget (else handling skips the budget check).
+    budgets: std::sync::atomic::AtomicBool,
+}
+
+/// Held while a charged hand-off is queued for the store, so that records
+/// reach the store in the order their totals were computed.
+pub struct Charged<'a>(#[allow(dead_code)] MutexGuard<'a, Books>);
+
+impl Ledger {
+    /// A ledger pricing by `prices`.
+    pub fn new(prices: Prices) -> Ledger {
+        Ledger {
+            books: Mutex::default(),
+            prices: RwLock::new(prices),
+            budgets: Default::default(),
+        }
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prices from now on (a config reload); spend already counted keeps its cost.
+    pub fn set_prices(&self, prices: Prices) {
+        *self.prices.write().unwrap_or_else(|p| p.into_inner()) = prices;
+    }
+
+    /// Takes the records recovered from the store.
+    pub fn load(&self, records: Vec<SpendRecord>) {
+        let mut b = self.books();
+        for r in records {
+            match r {
+                SpendRecord::Correlation(c, s) => {
+                    if !s.budget.is_empty() {
+                        self.budgets.store(true, Ordering::Relaxed);
+                    }
+                    b.correlations.insert(c, s);
+                }
+                SpendRecord::Agent(a, m, t) => {
+                    b.agents.insert((a, m), t);
+                }
+            }
+        }
+    }
+
+    /// Why a message of `correlation` may not be handled: its budget is spent.
+    pub fn exhausted(&self, correlation: &str) -> Option<String> {
+        if !self.budgets.load(Ordering::Relaxed) {
+            return None;
+        }
+        let b = self.books();
+        let c = b.correlations.get(correlation)?;
+        if let Some(max) = c.budget.tokens.filter(|m| c.spent.tokens >= *m) {
+            return Some(format!(
+                "correlation '{correlation}' spent {} tokens of its budget of {max}",
+                c.spent.tokens
+            ));
+        }
+        if let Some(max) = c.budget.cost.filter(|m| c.spent.cost >= *m) {
+            return Some(format!(
+                "correlation '{correlation}' spent {:.6} of its cost budget of {max}",
+                c.spent.cost
+            ));
+        }
+        None
+    }
+
+    /// What `correlation` may still spend, if it has a budget.
+    pub fn remaining(&self, correlation: &str) -> Option<Remaining> {
+        if !self.budgets.load(Ordering::Relaxed) {
+            return None;
+        }
+        let b = self.books();
+        let c = b.correlations.get(correlation)?;
+        if c.budget.is_empty() {
+            return None;
+        }
+        Some(Remaining {
+            tokens: c.budget.tokens.map(|m| m.saturating_sub(c.spent.tokens)),
+            cost: c.budget.cost.map(|m| (m - c.spent.cost).max(0.0)),
+        })
+    }
+
+    /// Gives `correlation` a budget (replacing its limits of the kinds given;
+    /// with `keep`, only if it has none yet) and queues its record for `store`
+    /// (in order with the records of charges). Returns the commit's outcome to
+    /// wait for, if anything was written.
+    pub fn set_budget(
+        &self,
+        correlation: &str,
+        budget: Budget,
+        keep: bool,
+        store: Option<&crate::store::Store>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), crate::store::StoreError>>> {
+        if budget.is_empty() {
+            return None;
+        }
+        let mut b = self.books();
+        let c = b.correlations.entry(correlation.to_string()).or_default();
+        if keep && !c.budget.is_empty() {
+            return None;
+        }
+        self.budgets.store(true, Ordering::Relaxed);
+        c.budget.tokens = budget.tokens.or(c.budget.tokens);
+        c.budget.cost = budget.cost.or(c.budget.cost);
+        c.at_ms = now_ms();
+        let mut batch = Batch::default();
+        batch.insert(spend::correlation_key(correlation), spend::encode(&*c));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match store {
+            Some(store) => store.submit(batch, move |r| {
+                let _ = tx.send(r);
+            }),
+            None => {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        drop(b);
+        Some(rx)
+    }
+
+    /// Counts `usage`, spent by `agent` in `correlation`, and writes the new
+    /// totals into `batch`. Queue `batch` for the store before dropping the
+    /// returned guard. Nothing when `usage` is empty.
+    pub fn charge(
+        &self,
+        agent: &str,
+        correlation: &str,
+        usage: &[Usage],
+        batch: &mut Batch,
+    ) -> Option<Charged<'_>> {
+        if usage.is_empty() {
+            return None;
+        }
+        let prices = self.prices.read().unwrap_or_else(|p| p.into_inner());
+        let mut b = self.books();
+        let mut in_all = Totals::default();
+        for u in usage {
+            let model = u.model.clone().unwrap_or_default();
+            let t = Totals {
+                tokens: u.total.max(u.input.saturating_add(u.output)),
+                input: u.input,
+                output: u.output,
+                cost: cost(&prices, &model, u.input, u.output, u.total),
+                calls: 1,
+            };
+            in_all.add(&t);
+            let totals = b
+                .agents
+                .entry((agent.to_string(), model.clone()))
+                .or_default();
+            totals.add(&t);
+            let rec = spend::encode(&*totals);
+            batch.insert(spend::agent_key(agent, &model), rec);
+        }
+        let c = b.correlations.entry(correlation.to_string()).or_default();
+        c.spent.add(&in_all);
+        c.at_ms = now_ms();
+        batch.insert(spend::correlation_key(correlation), spend::encode(&*c));
+        Some(Charged(b))
+    }
+
+    /// Totals by agent (`"agent"`), model (`"model"`) or correlation
+    /// (`"correlation"`); correlations only those that spent since `since_ms`.
+    pub fn by(&self, by: &str, since_ms: u64) -> Vec<(String, Totals)> {
+        let b = self.books();
+        let mut out: BTreeMap<String, Totals> = BTreeMap::new();
+        match by {
+            "model" => {
+                for ((_, m), t) in &b.agents {
+                    out.entry(m.clone()).or_default().add(t);
+                }
+            }
+            "correlation" => {
+                for (c, s) in &b.correlations {
+                    if s.at_ms >= since_ms && s.spent.calls > 0 {
+                        out.insert(c.clone(), s.spent);
+                    }
+                }
+            }
+            _ => {
+                for ((a, _), t) in &b.agents {
+                    out.entry(a.clone()).or_default().add(t);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Totals per (agent, model), for the metrics.
+    pub fn by_agent_and_model(&self) -> Vec<((String, String), Totals)> {
+        self.books()
+            .agents
+            .iter()
+            .map(|(k, t)| (k.clone(), *t))
+            .collect()
+    }
+
+    /// A correlation's spend and budget.
+    pub fn correlation(&self, correlation: &str) -> Option<CorrelationSpend> {
+        self.books().correlations.get(correlation).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spend::Price;
+
+    fn usage(model: &str, input: u64, output: u64) -> Usage {
+        Usage {
+            model: Some(model.into()),
+            input,
+            output,
+            total: input + output,
+        }
+    }
+
+    #[test]
+    fn a_budget_is_exhausted_once_spend_reaches_it_and_records_hold_totals() {
+        let mut prices = Prices::new();
+        prices.insert(
+            "m".into(),
+            Price {
+                input: 1.0,
+                output: 2.0,
+            },
+        );
+        let l = Ledger::new(prices);
+        let budget = Budget {
+            tokens: Some(100),
+            cost: None,
+        };
+        assert!(l.set_budget("job", budget, false, None).is_some());
+        assert!(l.set_budget("job", budget, true, None).is_none(), "kept");
+        assert_eq!(l.remaining("job").unwrap().tokens, Some(100));
+        let mut batch = Batch::default();
+        drop(l.charge("a", "job", &[usage("m", 30, 30)], &mut batch));
+        assert!(l.exhausted("job").is_none());
+        assert_eq!(l.remaining("job").unwrap().tokens, Some(40));
+        drop(l.charge("b", "job", &[usage("m", 20, 20)], &mut batch));
+        assert!(l.exhausted("job").unwrap().contains("100 tokens"));
+        assert_eq!(l.remaining("job").unwrap().tokens, Some(0));
+        let by_agent = l.by("agent", 0);
+        assert_eq!(by_agent.len(), 2);
+        assert_eq!(by_agent[0].1.tokens, 60);
+        let cost = l.by("model", 0)[0].1.cost;
+        assert!((cost - (50.0 + 100.0) / 1e6).abs() < 1e-12, "{cost}");
+        // a reload of what was committed gives the same books
+        let l2 = Ledger::default();
+        l2.load(vec![SpendRecord::Correlation(
+            "job".into(),
+            l.correlation("job").unwrap(),
+        )]);
+        assert!(l2.exhausted("job").is_some());
+    }
+}
