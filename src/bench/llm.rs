@@ -48,6 +48,7 @@ pub(super) async fn run(n: u64) -> Vec<BenchResult> {
                         requests_per_minute: None,
                         tokens_per_minute: Some(1e9),
                         burst: Some(1_000_000),
+                        ..Default::default()
                     },
                 );
             }

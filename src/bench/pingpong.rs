@@ -96,6 +96,7 @@ async fn run_with(n: u64, limited: bool) -> BenchResult {
             requests_per_minute: None,
             tokens_per_minute: None,
             burst: Some(1_000_000),
+            ..Default::default()
         },
     );
     let options = crate::runtime::Options {

@@ -31,6 +31,8 @@ pub(super) const LIMIT: &[&str] = &[
     "requests_per_minute",
     "tokens_per_minute",
     "burst",
+    "tokens_per_day",
+    "cost_per_day",
 ];
 /// Where the store and socket live unless `daemon.data_dir` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "var/warden";
@@ -148,6 +150,8 @@ pub(super) fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
         // The bucket holds one minute of tokens, counted in a u32.
         tokens_per_minute: s.number("tokens_per_minute", 1.0, u32::MAX as f64)?,
         burst: s.int("burst", 1, 1_000_000)?.map(|b| b as u32),
+        tokens_per_day: s.int("tokens_per_day", 1, i64::MAX)?.map(|t| t as u64),
+        cost_per_day: s.number("cost_per_day", 0.0, 1e12)?,
     };
     if l.requests_per_second.is_some() && l.requests_per_minute.is_some() {
         return Err(s.err(
@@ -158,10 +162,12 @@ pub(super) fn limit(s: &Section) -> Result<LimitSpec, ConfigError> {
     if l.requests_per_second.is_none()
         && l.requests_per_minute.is_none()
         && l.tokens_per_minute.is_none()
+        && l.tokens_per_day.is_none()
+        && l.cost_per_day.is_none()
     {
         return Err(s.err(
             "",
-            "a limiter needs requests_per_second, requests_per_minute or tokens_per_minute",
+            "a limiter needs requests_per_second, requests_per_minute, tokens_per_minute, tokens_per_day or cost_per_day",
         ));
     }
     Ok(l)

@@ -23,7 +23,9 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
+use super::daily;
 use crate::clock::{Instant, LimiterClock};
+use crate::store::spend::DaySpend;
 
 /// A direct (unkeyed) governor limiter on the runtime's clock.
 type Bucket =
@@ -33,7 +35,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 /// `[limits.NAME]`: a token bucket shared by the agents that list it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LimitSpec {
     /// Requests per second (or per minute, below; exactly one is set).
     pub requests_per_second: Option<f64>,
@@ -43,6 +45,10 @@ pub struct LimitSpec {
     pub tokens_per_minute: Option<f64>,
     /// Requests allowed at once above the steady rate.
     pub burst: Option<u32>,
+    /// Tokens the sharers may spend per UTC day (see [`super::daily`]).
+    pub tokens_per_day: Option<u64>,
+    /// Cost the sharers may spend per UTC day.
+    pub cost_per_day: Option<f64>,
 }
 
 /// Counters of one limiter, monotonic since start.
@@ -83,6 +89,10 @@ pub struct LimiterSnapshot {
     pub token_debt: u64,
     /// Sharers waiting for a permit now.
     pub waiting: u64,
+    /// With a daily budget: what was spent today (tokens, cost), and whether
+    /// the budget is spent (the limiter then waits for 00:00 UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub today: Option<serde_json::Value>,
 }
 
 /// Why no permit was granted.
@@ -151,6 +161,8 @@ pub struct Limiter {
     debt: AtomicU64,
     clock: LimiterClock,
     paused_until: Mutex<Option<Instant>>,
+    /// What the sharers spent today (with a daily budget).
+    day: Mutex<crate::store::spend::DaySpend>,
     /// Sharers sleeping for a permit now.
     waiting: AtomicU64,
     /// Wakes them when the quota changes.
@@ -169,6 +181,7 @@ impl Limiter {
             debt: AtomicU64::new(0),
             clock: LimiterClock,
             paused_until: Mutex::new(None),
+            day: Mutex::default(),
             waiting: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             stats: LimiterStats::default(),
@@ -220,9 +233,50 @@ impl Limiter {
     }
 
     fn pause_left(&self) -> Option<Duration> {
-        let until = (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let now = Instant::now();
-        (until > now).then(|| until - now)
+        let paused =
+            (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner())).and_then(|until| {
+                let now = Instant::now();
+                (until > now).then(|| until - now)
+            });
+        paused.max(self.day_left())
+    }
+
+    /// With the day's budget spent: the time to the next 00:00 UTC.
+    fn day_left(&self) -> Option<Duration> {
+        let spec = &self.buckets().spec;
+        if spec.tokens_per_day.is_none() && spec.cost_per_day.is_none() {
+            return None;
+        }
+        let now = crate::clock::now_ms();
+        let d = self.day.lock().unwrap_or_else(|p| p.into_inner());
+        daily::spent(&d, now, spec.tokens_per_day, spec.cost_per_day)
+            .then(|| daily::until_next_day(now))
+    }
+
+    /// Counts spend of a sharer against the daily budget; returns the day's
+    /// spend to keep in the store, when the limiter has a daily budget. Spending
+    /// the budget pauses the limiter until 00:00 UTC.
+    pub fn spend_day(&self, tokens: u64, cost: f64) -> Option<DaySpend> {
+        let spec = self.spec();
+        if spec.tokens_per_day.is_none() && spec.cost_per_day.is_none() {
+            return None;
+        }
+        let now = crate::clock::now_ms();
+        let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
+        let before = daily::spent(&d, now, spec.tokens_per_day, spec.cost_per_day);
+        daily::add(&mut d, now, tokens, cost);
+        if !before && daily::spent(&d, now, spec.tokens_per_day, spec.cost_per_day) {
+            tracing::warn!(limiter = %self.name, tokens = d.tokens, cost = d.cost,
+                tokens_per_day = spec.tokens_per_day, cost_per_day = spec.cost_per_day,
+                wait = ?daily::until_next_day(now),
+                "the limiter's daily budget is spent; its sharers wait for 00:00 UTC");
+        }
+        Some(*d)
+    }
+
+    /// Takes the day's spend the store kept (at start).
+    pub fn restore_day(&self, d: DaySpend) {
+        *self.day.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
 
     /// Waits for one permit; refuses if the wait would end after `deadline`.
@@ -339,7 +393,29 @@ impl Limiter {
             tokens_debited: self.stats.tokens_debited.load(Ordering::Relaxed),
             token_debt: self.debt.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
+            today: self.today(),
         }
+    }
+
+    fn today(&self) -> Option<serde_json::Value> {
+        let spec = self.spec();
+        if spec.tokens_per_day.is_none() && spec.cost_per_day.is_none() {
+            return None;
+        }
+        let now = crate::clock::now_ms();
+        let d = *self.day.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, cost) = if d.day == daily::day_of(now) {
+            (d.tokens, d.cost)
+        } else {
+            (0, 0.0)
+        };
+        let spent = daily::spent(&d, now, spec.tokens_per_day, spec.cost_per_day);
+        Some(serde_json::json!({
+            "tokens": tokens, "cost": cost,
+            "tokens_per_day": spec.tokens_per_day, "cost_per_day": spec.cost_per_day,
+            "budget_spent": spent,
+            "resumes_in_ms": spent.then(|| daily::until_next_day(now).as_millis() as u64),
+        }))
     }
 }
 

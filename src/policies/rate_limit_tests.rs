@@ -8,6 +8,7 @@ fn spec(rps: f64, burst: u32) -> LimitSpec {
         requests_per_minute: None,
         tokens_per_minute: None,
         burst: Some(burst),
+        ..Default::default()
     }
 }
 
@@ -69,6 +70,7 @@ fn tpm(tokens: f64) -> LimitSpec {
         requests_per_minute: None,
         tokens_per_minute: Some(tokens),
         burst: Some(100),
+        ..Default::default()
     }
 }
 
@@ -121,4 +123,52 @@ async fn a_pause_holds_every_permit_until_it_ends() {
     l.acquire(None).await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(150));
     assert_eq!(l.snapshot().pauses, 1);
+}
+
+/// A daily budget: once the day's spend reaches it, every sharer waits for the
+/// next 00:00 UTC (paused time), and then the budget is whole again.
+#[tokio::test(start_paused = true)]
+async fn a_spent_daily_budget_pauses_the_sharers_until_the_day_ends() {
+    let l = std::sync::Arc::new(Limiter::new(
+        "day",
+        &LimitSpec {
+            requests_per_second: Some(1000.0),
+            burst: Some(10),
+            tokens_per_day: Some(1_000),
+            ..Default::default()
+        },
+    ));
+    assert!(!l.acquire(None).await.unwrap(), "a permit at once");
+    let d = l.spend_day(600, 0.0).expect("a day record");
+    assert_eq!(d.tokens, 600);
+    assert!(!l.acquire(None).await.unwrap(), "600 of 1,000: still open");
+    l.spend_day(500, 0.0);
+    let now = crate::clock::now_ms();
+    let to_midnight = super::daily::until_next_day(now);
+    let today = l.snapshot().today.unwrap();
+    assert_eq!(today["budget_spent"], true, "{today}");
+    assert_eq!(today["tokens"], 1_100);
+    let sharer = {
+        let l = l.clone();
+        tokio::spawn(async move { l.acquire(None).await })
+    };
+    // a deadline before midnight is refused at once, not waited out
+    let r = l
+        .acquire(Some(Instant::now() + Duration::from_secs(60)))
+        .await;
+    assert!(matches!(r, Err(Refused::Deadline { .. })), "{r:?}");
+    tokio::time::sleep(to_midnight.saturating_sub(Duration::from_secs(1))).await;
+    assert!(
+        !sharer.is_finished(),
+        "still waiting a second before 00:00 UTC"
+    );
+    let t = Instant::now();
+    assert!(sharer.await.unwrap().unwrap(), "it waited");
+    assert!(
+        t.elapsed() <= Duration::from_secs(3),
+        "resumed at the day's edge"
+    );
+    let today = l.snapshot().today.unwrap();
+    assert_eq!(today["budget_spent"], false, "{today}");
+    assert_eq!(today["tokens"], 0, "a new day: {today}");
 }

@@ -123,7 +123,15 @@ impl Runtime {
         if let Some(d) = &tree.durable {
             let mut left = d.recovered.lock().unwrap_or_else(|p| p.into_inner());
             // spend and budgets first: no message is handled before they are known
-            tree.registry.ledger.load(std::mem::take(&mut left.spend));
+            let spend = std::mem::take(&mut left.spend);
+            for r in &spend {
+                if let crate::store::spend::SpendRecord::Limiter(name, day) = r {
+                    if let Some(l) = tree.limits.get(name) {
+                        l.restore_day(*day);
+                    }
+                }
+            }
+            tree.registry.ledger.load(spend);
             for (agent, r) in &left.agents {
                 // no host will run these: they must not hold the suspect gate shut
                 d.store.gate.forget_agent(agent);

@@ -59,7 +59,11 @@ pub struct Ledger {
 
 /// Held while a charged hand-off is queued for the store, so that records
 /// reach the store in the order their totals were computed.
-pub struct Charged<'a>(#[allow(dead_code)] MutexGuard<'a, Books>);
+pub struct Charged<'a> {
+    _books: MutexGuard<'a, Books>,
+    /// What was charged, in all.
+    pub spent: Totals,
+}
 
 impl Ledger {
     /// A ledger pricing by `prices`.
@@ -94,6 +98,8 @@ impl Ledger {
                 SpendRecord::Agent(a, m, t) => {
                     b.agents.insert((a, m), t);
                 }
+                // the limiters' own (see `Limiter::restore_day`)
+                SpendRecord::Limiter(..) => {}
             }
         }
     }
@@ -212,7 +218,10 @@ impl Ledger {
         c.spent.add(&in_all);
         c.at_ms = now_ms();
         batch.insert(spend::correlation_key(correlation), spend::encode(&*c));
-        Some(Charged(b))
+        Some(Charged {
+            _books: b,
+            spent: in_all,
+        })
     }
 
     /// Totals by agent (`"agent"`), model (`"model"`) or correlation

@@ -5,6 +5,8 @@
 //! - `$ c correlation`: a correlation's totals, its budget, when it last spent.
 //! - `$ a agent \0 model`: an agent's totals with one model (`""` when the
 //!   agent reported tokens without a model).
+//! - `$ l limiter`: what a limiter's sharers spent today (for its
+//!   `tokens_per_day`, `cost_per_day`).
 //!
 //! Values are JSON objects (small, rare next to messages, and readable in a
 //! dump). Each record holds absolute totals, written whole: the ledger computes
@@ -75,6 +77,17 @@ pub struct CorrelationSpend {
     pub at_ms: u64,
 }
 
+/// What a limiter's sharers spent in one UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaySpend {
+    /// The day: milliseconds since the epoch / 86,400,000.
+    pub day: u64,
+    /// Tokens spent that day.
+    pub tokens: u64,
+    /// Cost spent that day.
+    pub cost: f64,
+}
+
 /// A decoded spend record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpendRecord {
@@ -82,6 +95,8 @@ pub enum SpendRecord {
     Correlation(String, CorrelationSpend),
     /// `$ a agent \0 model`.
     Agent(String, String, Totals),
+    /// `$ l limiter`.
+    Limiter(String, DaySpend),
 }
 
 /// The key of correlation `c`'s record.
@@ -101,6 +116,15 @@ pub fn agent_key(agent: &str, model: &str) -> Vec<u8> {
     k.extend_from_slice(agent.as_bytes());
     k.push(0);
     k.extend_from_slice(model.as_bytes());
+    k
+}
+
+/// The key of limiter `name`'s record.
+pub fn limiter_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + name.len());
+    k.push(keys::SPEND);
+    k.push(b'l');
+    k.extend_from_slice(name.as_bytes());
     k
 }
 
@@ -134,6 +158,10 @@ pub fn decode(k: &[u8], v: &[u8]) -> Result<SpendRecord, String> {
                 text(&rest[nul + 1..])?,
                 t,
             ))
+        }
+        Some(b'l') => {
+            let d = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
+            Ok(SpendRecord::Limiter(text(&k[2..])?, d))
         }
         _ => Err("unknown kind of spend record".into()),
     }
@@ -174,6 +202,15 @@ mod tests {
             SpendRecord::Agent("planner".into(), "gpt-4o-mini".into(), t)
         );
         assert!(decode(&k, b"{not json").is_err());
+        let d = DaySpend {
+            day: 20_000,
+            tokens: 9,
+            cost: 0.25,
+        };
+        assert_eq!(
+            decode(&limiter_key("openai"), &encode(&d)).unwrap(),
+            SpendRecord::Limiter("openai".into(), d)
+        );
         assert!(decode(b"$x", b"{}").is_err());
         assert!(decode(b"$aplanner", b"{}").is_err());
     }

@@ -269,3 +269,49 @@ fn ports_see_the_budget_left_and_report_usage() {
         "{r}"
     );
 }
+
+/// A limiter's daily budget, spent by one sharer, holds the others, says so in
+/// `stats`, and is still spent after a SIGKILL (the day's spend is in the store).
+#[test]
+fn a_spent_daily_budget_holds_every_sharer_across_a_sigkill() {
+    let sb = Sandbox::new(&format!(
+        "{}limits = [\"daily\"]\n\n[limits.daily]\ntokens_per_day = 500\n",
+        crate::ports::config("")
+    ));
+    let mut d = sb.start_ready();
+    let mut c = sb.conn();
+    let usage = json!({"model": "m", "input_tokens": 400, "output_tokens": 200});
+    let r = c.req(json!({"op": "call", "to": "worker", "payload": {"usage": usage}}));
+    assert_eq!(r["ok"], true, "{r}");
+    let today = |c: &mut Conn| c.req(json!({"op": "stats"}))["result"]["limits"]["daily"].clone();
+    let t = today(&mut c);
+    assert_eq!(t["today"]["tokens"], 600, "{t}");
+    assert_eq!(t["today"]["budget_spent"], true, "{t}");
+    assert!(
+        t["today"]["resumes_in_ms"].as_u64().unwrap() <= 86_400_000,
+        "{t}"
+    );
+    assert!(t["paused_for_ms"].as_u64().unwrap() > 0, "{t}");
+    // the next message waits for its permit (not an attempt, not dead-lettered)
+    let r = c.req(json!({"op": "send", "to": "worker", "payload": {"n": 2}}));
+    assert_eq!(r["ok"], true, "{r}");
+    wait_until_blocking("the sharer waits", T, || today(&mut c)["waiting"] == 1);
+    d.signal(Signal::SIGKILL);
+    let _ = d.wait_exit(T);
+    let _d = sb.start_ready();
+    let mut c = sb.conn();
+    let t = today(&mut c);
+    assert_eq!(t["today"]["tokens"], 600, "kept across the SIGKILL: {t}");
+    assert_eq!(t["today"]["budget_spent"], true, "{t}");
+    wait_until_blocking("the sharer waits again", T, || {
+        today(&mut c)["waiting"] == 1
+    });
+    let w = c.req(json!({"op": "stats"}))["result"]["agents"]["worker"].clone();
+    assert_eq!(w["handled"], 0, "nothing handled: {w}");
+    assert_eq!(
+        w["pending"].as_u64().unwrap() + w["in_flight"].as_u64().unwrap(),
+        1,
+        "the message is kept: {w}"
+    );
+    assert!(dead(&mut c, "worker").is_empty());
+}

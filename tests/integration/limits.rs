@@ -122,6 +122,7 @@ fn rps(n: f64, burst: u32) -> LimitSpec {
         requests_per_minute: None,
         tokens_per_minute: None,
         burst: Some(burst),
+        ..Default::default()
     }
 }
 
@@ -208,6 +209,7 @@ async fn a_deadline_expiring_while_waiting_for_a_permit_dead_letters() {
         requests_per_minute: Some(1.0),
         tokens_per_minute: None,
         burst: Some(1),
+        ..Default::default()
     };
     let rt = start(srv.addr, &["a"], limit).await;
     rt.send("a", json!(1)).await.unwrap();
@@ -292,6 +294,7 @@ async fn token_weighted_limits_are_shared_and_overruns_debited() {
             requests_per_minute: None,
             tokens_per_minute: Some(6000.0), // a bucket of 6,000, refilled at 100/s
             burst: None,
+            ..Default::default()
         },
     );
     let options = Options {

@@ -119,40 +119,48 @@ pub(super) async fn commit(
         }
     };
     // spend goes with the hand-off; the ledger's guard keeps records in order
-    let charged =
-        st.registry
-            .ledger
-            .charge(&st.slot.name, &message.correlation, &usage, &mut batch);
-    match store.filter(|_| !batch.is_empty()) {
-        Some(store) => {
-            let began = span.map(|_| std::time::SystemTime::now());
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            store.submit(batch, move |r| {
-                finish(&r);
-                let _ = tx.send(r);
-            });
-            drop(charged);
-            let r = rx.await;
-            if let (Some(span), Some(began)) = (span, began) {
-                let mut attributes = crate::telemetry::trace::message_attributes(&message);
-                attributes.push(opentelemetry::KeyValue::new("emits", emitted as i64));
-                attributes.push(opentelemetry::KeyValue::new("ok", matches!(r, Ok(Ok(())))));
-                span.child("warden.commit", began, attributes);
+    // (held until the batch is queued, never across an await)
+    let began = span.map(|_| std::time::SystemTime::now());
+    let queued = {
+        let charged =
+            st.registry
+                .ledger
+                .charge(&st.slot.name, &message.correlation, &usage, &mut batch);
+        if let Some(c) = &charged {
+            spend_day(st, c.spent, &mut batch);
+        }
+        match store.filter(|_| !batch.is_empty()) {
+            Some(store) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                store.submit(batch, move |r| {
+                    finish(&r);
+                    let _ = tx.send(r);
+                });
+                Some(rx)
             }
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    st.premarked = None;
-                    tracing::error!(agent = %st.slot.name, error = %e,
-                        "cannot commit the hand-off; the message waits, not charged");
-                    return Ok(Outcome::StoreDown);
-                }
-                Err(_) => return Err("commit failed: the store closed".into()),
+            None => {
+                finish(&Ok(()));
+                None
             }
         }
-        None => {
-            drop(charged);
-            finish(&Ok(()))
+    };
+    if let Some(rx) = queued {
+        let r = rx.await;
+        if let (Some(span), Some(began)) = (span, began) {
+            let mut attributes = crate::telemetry::trace::message_attributes(&message);
+            attributes.push(opentelemetry::KeyValue::new("emits", emitted as i64));
+            attributes.push(opentelemetry::KeyValue::new("ok", matches!(r, Ok(Ok(())))));
+            span.child("warden.commit", began, attributes);
+        }
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                st.premarked = None;
+                tracing::error!(agent = %st.slot.name, error = %e,
+                    "cannot commit the hand-off; the message waits, not charged");
+                return Ok(Outcome::StoreDown);
+            }
+            Err(_) => return Err("commit failed: the store closed".into()),
         }
     }
     Ok(Outcome::Done { exit })
@@ -167,6 +175,9 @@ pub(super) fn charge_failed(st: &HostState, ctx: &mut Context) {
         st.registry
             .ledger
             .charge(&st.slot.name, &ctx.message.correlation, &usage, &mut batch);
+    if let Some(c) = &charged {
+        spend_day(st, c.spent, &mut batch);
+    }
     if let (Some(_), Some(store)) = (&charged, st.slot.store()) {
         let agent = st.slot.name.clone();
         store.submit(batch, move |r| {
@@ -176,4 +187,17 @@ pub(super) fn charge_failed(st: &HostState, ctx: &mut Context) {
         });
     }
     drop(charged);
+}
+
+/// Counts spend against the daily budgets of the agent's limiters, their
+/// day's records going with the spend.
+fn spend_day(st: &HostState, spent: crate::store::spend::Totals, batch: &mut Batch) {
+    for l in st.limiters.iter() {
+        if let Some(day) = l.spend_day(spent.tokens, spent.cost) {
+            batch.insert(
+                crate::store::spend::limiter_key(l.name()),
+                crate::store::spend::encode(&day),
+            );
+        }
+    }
 }
