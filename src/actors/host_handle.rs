@@ -61,6 +61,7 @@ impl HostHandle {
             reply_to: None,
             trace: None,
             part: None,
+            on_accept: None,
         };
         slot.accept(parts).is_ok()
     }

@@ -63,7 +63,7 @@ pub struct Registry {
     /// reach a caller of the next run that happens to get the same call id.
     next_call: AtomicU64,
     /// Spend and budgets of the tree's correlations and agents.
-    pub ledger: crate::spend::Ledger,
+    pub ledger: Arc<crate::spend::Ledger>,
 }
 
 impl Default for Registry {
@@ -71,7 +71,7 @@ impl Default for Registry {
         Registry {
             agents: RwLock::default(),
             calls: Mutex::default(),
-            ledger: crate::spend::Ledger::default(),
+            ledger: Arc::default(),
             next_call: AtomicU64::new(fastrand::u64(..u64::MAX / 2)),
         }
     }
@@ -156,38 +156,13 @@ impl Registry {
         if budget.is_empty() {
             return Self::send_to(&slot, payload, opts).await;
         }
-        // known before the message is accepted, so no handling of it runs
-        // without; else (the correlation is the new message's id) right after
-        let early = opts.correlation.clone();
-        if let Some(c) = &early {
-            self.record_budget(&slot, c, budget, keep).await?;
-        }
-        let sent = Self::send_to(&slot, payload, opts).await?;
-        if early.is_none() && !sent.duplicate {
-            self.record_budget(&slot, &sent.message_id.to_string(), budget, keep)
-                .await?;
-        }
-        Ok(sent)
-    }
-
-    async fn record_budget(
-        &self,
-        slot: &AgentSlot,
-        correlation: &str,
-        budget: crate::store::spend::Budget,
-        keep: bool,
-    ) -> Result<(), Undelivered> {
-        let Some(done) =
-            self.ledger
-                .set_budget(correlation, budget, keep, slot.store().map(|s| &**s))
-        else {
-            return Ok(());
-        };
-        let r = done.await.unwrap_or(Err(crate::store::StoreError::Closed));
-        r.map_err(|e| Undelivered {
-            error: SendError::Store(e),
-            payload: None,
-        })
+        // recorded with the accept, once the correlation is known (the new
+        // message's id, if the sender gave none), before it can be handled
+        let ledger = self.ledger.clone();
+        let on_accept: crate::actors::slot::OnAccept = Box::new(move |c, batch| {
+            ledger.set_budget(c, budget, keep, batch);
+        });
+        Self::send_parts(&slot, payload, opts, Some(on_accept)).await
     }
 
     /// Accepts a message for an agent already resolved with [`Registry::get`]
@@ -196,6 +171,15 @@ impl Registry {
         slot: &Arc<AgentSlot>,
         payload: Value,
         opts: SendOptions,
+    ) -> Result<Sent, Undelivered> {
+        Self::send_parts(slot, payload, opts, None).await
+    }
+
+    async fn send_parts(
+        slot: &Arc<AgentSlot>,
+        payload: Value,
+        opts: SendOptions,
+        on_accept: Option<crate::actors::slot::OnAccept>,
     ) -> Result<Sent, Undelivered> {
         let parts = Parts {
             payload,
@@ -210,6 +194,7 @@ impl Registry {
             reply_to: opts.reply_to,
             trace: opts.traceparent,
             part: None,
+            on_accept,
         };
         let span = tracing::trace_span!("warden.send", agent = %slot.name);
         match span.in_scope(|| slot.accept(parts))? {

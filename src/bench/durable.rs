@@ -3,6 +3,12 @@
 //! returns (flushed to the store). Reports accepted msgs/s and accept latency, and
 //! handled msgs/s (until everything accepted was handled), in `crash` and `power`
 //! modes. Payloads are 256 bytes of JSON, as in the reference harness.
+//!
+//! `WARDEN_BENCH_SPEND=spend`: the handler reports a call's usage (150 tokens of
+//! a priced model) with every message, so every hand-off commits its spend;
+//! `=budgets`: besides, every message is its own task with a token budget (set
+//! at send, checked before handling). Unset or `off`: neither. The label goes
+//! into each result's variant.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,9 +29,24 @@ struct Nop;
 
 #[async_trait::async_trait]
 impl Agent for Nop {
-    async fn handle(&mut self, _ctx: &mut Context) -> Result<(), AgentError> {
+    async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
+        if spend_mode().is_some() {
+            ctx.report_usage(Some("bench-model"), 100, 50, 150);
+        }
         Ok(())
     }
+}
+
+/// `WARDEN_BENCH_SPEND`: `Some("spend")` or `Some("budgets")`.
+fn spend_mode() -> Option<&'static str> {
+    static MODE: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *MODE.get_or_init(
+        || match std::env::var("WARDEN_BENCH_SPEND").ok().as_deref() {
+            Some("spend") => Some("spend"),
+            Some("budgets") => Some("budgets"),
+            _ => None,
+        },
+    )
 }
 
 /// A runtime with one durable no-op agent `sinkhole` on a fresh store in `dir`.
@@ -48,8 +69,17 @@ pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> R
         recovered: Mutex::new(recovered),
         retention: Duration::from_secs(3600),
     };
+    let mut prices = crate::spend::Prices::new();
+    prices.insert(
+        "bench-model".into(),
+        crate::spend::Price {
+            input: 0.15,
+            output: 0.60,
+        },
+    );
     let options = crate::runtime::Options {
         durable: Some(durable),
+        prices,
         ..Default::default()
     };
     Runtime::start_with(tree, kinds, options)
@@ -90,16 +120,36 @@ async fn one(durability: Durability, producers: usize, span: Duration) -> BenchR
     let start = Instant::now();
     let stop_at = start + span;
     let mut tasks = Vec::new();
-    for _ in 0..producers {
+    let budgets = spend_mode() == Some("budgets");
+    for producer in 0..producers {
         let slot = slot.clone();
+        let rt = rt.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
             let p = payload();
+            let registry = &rt.tree_context().registry;
+            let mut n = 0u64;
             while Instant::now() < stop_at {
                 let t0 = Instant::now();
-                Registry::send_to(&slot, p.clone(), SendOptions::default())
-                    .await
-                    .expect("accepted");
+                if budgets {
+                    n += 1;
+                    let opts = SendOptions {
+                        correlation: Some(format!("task-{producer}-{n}")),
+                        budget: crate::store::spend::Budget {
+                            tokens: Some(1_000_000),
+                            cost: None,
+                        },
+                        ..Default::default()
+                    };
+                    registry
+                        .send("sinkhole", p.clone(), opts)
+                        .await
+                        .expect("accepted");
+                } else {
+                    Registry::send_to(&slot, p.clone(), SendOptions::default())
+                        .await
+                        .expect("accepted");
+                }
                 lat.push(t0.elapsed().as_nanos() as u64);
             }
             lat
@@ -131,6 +181,7 @@ async fn one(durability: Durability, producers: usize, span: Duration) -> BenchR
     r.msgs_per_s = Some(accepted as f64 / accepted_elapsed);
     r.handled_per_s = Some(handled as f64 / handled_elapsed);
     r.msgs_per_flush = snap.map(|s| s.commit_batch_mean);
+    r.variant = spend_mode().map(str::to_string);
     r
 }
 

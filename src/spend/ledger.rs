@@ -44,6 +44,7 @@ impl Remaining {
 #[derive(Default)]
 struct Books {
     correlations: HashMap<String, CorrelationSpend>,
+    budgets: HashMap<String, Budget>,
     /// (agent, model) -> totals.
     agents: BTreeMap<(String, String), Totals>,
 }
@@ -90,10 +91,11 @@ impl Ledger {
         for r in records {
             match r {
                 SpendRecord::Correlation(c, s) => {
-                    if !s.budget.is_empty() {
-                        self.budgets.store(true, Ordering::Relaxed);
-                    }
                     b.correlations.insert(c, s);
+                }
+                SpendRecord::Budget(c, budget) => {
+                    self.budgets.store(true, Ordering::Relaxed);
+                    b.budgets.insert(c, budget);
                 }
                 SpendRecord::Agent(a, m, t) => {
                     b.agents.insert((a, m), t);
@@ -110,17 +112,22 @@ impl Ledger {
             return None;
         }
         let b = self.books();
-        let c = b.correlations.get(correlation)?;
-        if let Some(max) = c.budget.tokens.filter(|m| c.spent.tokens >= *m) {
+        let budget = b.budgets.get(correlation)?;
+        let spent = b
+            .correlations
+            .get(correlation)
+            .map(|c| c.spent)
+            .unwrap_or_default();
+        if let Some(max) = budget.tokens.filter(|m| spent.tokens >= *m) {
             return Some(format!(
                 "correlation '{correlation}' spent {} tokens of its budget of {max}",
-                c.spent.tokens
+                spent.tokens
             ));
         }
-        if let Some(max) = c.budget.cost.filter(|m| c.spent.cost >= *m) {
+        if let Some(max) = budget.cost.filter(|m| spent.cost >= *m) {
             return Some(format!(
                 "correlation '{correlation}' spent {:.6} of its cost budget of {max}",
-                c.spent.cost
+                spent.cost
             ));
         }
         None
@@ -132,52 +139,47 @@ impl Ledger {
             return None;
         }
         let b = self.books();
-        let c = b.correlations.get(correlation)?;
-        if c.budget.is_empty() {
-            return None;
-        }
+        let budget = b.budgets.get(correlation)?;
+        let spent = b
+            .correlations
+            .get(correlation)
+            .map(|c| c.spent)
+            .unwrap_or_default();
         Some(Remaining {
-            tokens: c.budget.tokens.map(|m| m.saturating_sub(c.spent.tokens)),
-            cost: c.budget.cost.map(|m| (m - c.spent.cost).max(0.0)),
+            tokens: budget.tokens.map(|m| m.saturating_sub(spent.tokens)),
+            cost: budget.cost.map(|m| (m - spent.cost).max(0.0)),
         })
     }
 
+    /// `correlation`'s budget, if it has one.
+    pub fn budget(&self, correlation: &str) -> Option<Budget> {
+        self.books().budgets.get(correlation).copied()
+    }
+
     /// Gives `correlation` a budget (replacing its limits of the kinds given;
-    /// with `keep`, only if it has none yet) and queues its record for `store`
-    /// (in order with the records of charges). Returns the commit's outcome to
-    /// wait for, if anything was written.
+    /// with `keep`, only if it has none yet) and writes its record into
+    /// `batch` (the accept of the message that sets it). Returns whether it
+    /// changed anything.
     pub fn set_budget(
         &self,
         correlation: &str,
         budget: Budget,
         keep: bool,
-        store: Option<&crate::store::Store>,
-    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), crate::store::StoreError>>> {
+        batch: &mut Batch,
+    ) -> bool {
         if budget.is_empty() {
-            return None;
+            return false;
         }
         let mut b = self.books();
-        let c = b.correlations.entry(correlation.to_string()).or_default();
-        if keep && !c.budget.is_empty() {
-            return None;
+        let cur = b.budgets.entry(correlation.to_string()).or_default();
+        if keep && !cur.is_empty() {
+            return false;
         }
+        cur.tokens = budget.tokens.or(cur.tokens);
+        cur.cost = budget.cost.or(cur.cost);
+        batch.insert(spend::budget_key(correlation), spend::encode(&*cur));
         self.budgets.store(true, Ordering::Relaxed);
-        c.budget.tokens = budget.tokens.or(c.budget.tokens);
-        c.budget.cost = budget.cost.or(c.budget.cost);
-        c.at_ms = now_ms();
-        let mut batch = Batch::default();
-        batch.insert(spend::correlation_key(correlation), spend::encode(&*c));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match store {
-            Some(store) => store.submit(batch, move |r| {
-                let _ = tx.send(r);
-            }),
-            None => {
-                let _ = tx.send(Ok(()));
-            }
-        }
-        drop(b);
-        Some(rx)
+        true
     }
 
     /// Counts `usage`, spent by `agent` in `correlation`, and writes the new
@@ -295,10 +297,10 @@ mod tests {
             tokens: Some(100),
             cost: None,
         };
-        assert!(l.set_budget("job", budget, false, None).is_some());
-        assert!(l.set_budget("job", budget, true, None).is_none(), "kept");
-        assert_eq!(l.remaining("job").unwrap().tokens, Some(100));
         let mut batch = Batch::default();
+        assert!(l.set_budget("job", budget, false, &mut batch));
+        assert!(!l.set_budget("job", budget, true, &mut batch), "kept");
+        assert_eq!(l.remaining("job").unwrap().tokens, Some(100));
         drop(l.charge("a", "job", &[usage("m", 30, 30)], &mut batch));
         assert!(l.exhausted("job").is_none());
         assert_eq!(l.remaining("job").unwrap().tokens, Some(40));
@@ -312,10 +314,10 @@ mod tests {
         assert!((cost - (50.0 + 100.0) / 1e6).abs() < 1e-12, "{cost}");
         // a reload of what was committed gives the same books
         let l2 = Ledger::default();
-        l2.load(vec![SpendRecord::Correlation(
-            "job".into(),
-            l.correlation("job").unwrap(),
-        )]);
+        l2.load(vec![
+            SpendRecord::Correlation("job".into(), l.correlation("job").unwrap()),
+            SpendRecord::Budget("job".into(), budget),
+        ]);
         assert!(l2.exhausted("job").is_some());
     }
 }

@@ -2,7 +2,9 @@
 //! table), per correlation and per agent and model, committed in the batch of
 //! the hand-off that incurred it (see [`crate::spend`]).
 //!
-//! - `$ c correlation`: a correlation's totals, its budget, when it last spent.
+//! - `$ c correlation`: a correlation's totals and when it last spent.
+//! - `$ b correlation`: a correlation's budget (written with the accept of the
+//!   message that set it; apart from the totals, so the two never race).
 //! - `$ a agent \0 model`: an agent's totals with one model (`""` when the
 //!   agent reported tokens without a model).
 //! - `$ l limiter`: what a limiter's sharers spent today (for its
@@ -70,10 +72,7 @@ pub struct CorrelationSpend {
     /// What it spent.
     #[serde(flatten)]
     pub spent: Totals,
-    /// Its budget, if it has one.
-    #[serde(default, skip_serializing_if = "Budget::is_empty")]
-    pub budget: Budget,
-    /// When it last spent or was given its budget (ms since the epoch).
+    /// When it last spent (ms since the epoch).
     pub at_ms: u64,
 }
 
@@ -93,6 +92,8 @@ pub struct DaySpend {
 pub enum SpendRecord {
     /// `$ c correlation`.
     Correlation(String, CorrelationSpend),
+    /// `$ b correlation`.
+    Budget(String, Budget),
     /// `$ a agent \0 model`.
     Agent(String, String, Totals),
     /// `$ l limiter`.
@@ -104,6 +105,15 @@ pub fn correlation_key(c: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + c.len());
     k.push(keys::SPEND);
     k.push(b'c');
+    k.extend_from_slice(c.as_bytes());
+    k
+}
+
+/// The key of correlation `c`'s budget.
+pub fn budget_key(c: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + c.len());
+    k.push(keys::SPEND);
+    k.push(b'b');
     k.extend_from_slice(c.as_bytes());
     k
 }
@@ -159,6 +169,10 @@ pub fn decode(k: &[u8], v: &[u8]) -> Result<SpendRecord, String> {
                 t,
             ))
         }
+        Some(b'b') => {
+            let b = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
+            Ok(SpendRecord::Budget(text(&k[2..])?, b))
+        }
         Some(b'l') => {
             let d = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
             Ok(SpendRecord::Limiter(text(&k[2..])?, d))
@@ -181,12 +195,16 @@ mod tests {
                 cost: 0.5,
                 calls: 2,
             },
-            budget: Budget {
-                tokens: Some(100),
-                cost: None,
-            },
             at_ms: 7,
         };
+        let b = Budget {
+            tokens: Some(100),
+            cost: None,
+        };
+        assert_eq!(
+            decode(&budget_key("job-1"), &encode(&b)).unwrap(),
+            SpendRecord::Budget("job-1".into(), b)
+        );
         let k = correlation_key("job-1");
         assert_eq!(
             decode(&k, &encode(&c)).unwrap(),

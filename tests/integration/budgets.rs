@@ -216,6 +216,14 @@ fn ports_see_the_budget_left_and_report_usage() {
         assert_eq!(r["ok"], true, "{r}");
         r["result"]["reply"]["budget"].clone()
     };
+    // without a correlation (the message's id is its task), the first handling
+    // already sees the budget: it is recorded with the accept
+    let r = c.req(json!({"op": "call", "to": "worker", "payload": {}}));
+    assert_eq!(
+        r["result"]["reply"]["budget"],
+        json!({"tokens": 500, "cost": null}),
+        "{r}"
+    );
     assert_eq!(call(&mut c, "t1"), json!({"tokens": 500, "cost": null}));
     assert_eq!(call(&mut c, "t1"), json!({"tokens": 100, "cost": null}));
     // spent: the third is not handled

@@ -57,6 +57,7 @@ pub(super) async fn commit(
         reply_to: None,
         trace: trace_out.clone().or_else(|| message.trace.clone()),
         part: part.or_else(|| message.part.clone()),
+        on_accept: None,
     };
     let mut call_reply = None;
     for out in emits {

@@ -95,7 +95,13 @@ pub(crate) struct Parts {
     pub(crate) trace: Option<String>,
     /// Its fan-out part, if any.
     pub(crate) part: Option<crate::envelope::Part>,
+    /// Called with the message's correlation once it is known, before the
+    /// message can be handled, to add writes to its accept (a task's budget).
+    pub(crate) on_accept: Option<OnAccept>,
 }
+
+/// See [`Parts::on_accept`].
+pub(crate) type OnAccept = Box<dyn FnOnce(&str, &mut Batch) + Send>;
 
 impl Parts {
     fn into_envelope(self, id: MessageId) -> Envelope {
@@ -199,7 +205,13 @@ impl AgentSlot {
             seq,
         };
         let key = parts.key.clone();
+        let mut parts = parts;
+        let on_accept = parts.on_accept.take();
         let env = parts.into_envelope(id.clone());
+        let mut batch = Batch::default();
+        if let Some(f) = on_accept {
+            f(&env.correlation, &mut batch);
+        }
         let expires = now.saturating_add(self.retention.min(crate::clock::FAR).as_millis() as u64);
         if let Some(k) = &key {
             inner.keys.insert(k.clone(), (seq, expires));
@@ -215,7 +227,6 @@ impl AgentSlot {
                 duplicate: false,
             }));
         };
-        let mut batch = Batch::default();
         self.write_message(&env, seq + 1, &mut batch);
         if let Some(k) = &key {
             mailbox::remember_key(&mut batch, &self.name, k, seq, expires);

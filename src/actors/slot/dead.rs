@@ -115,6 +115,7 @@ impl AgentSlot {
             reply_to: None,
             trace: env.trace.clone(),
             part: env.part.clone(),
+            on_accept: None,
         };
         Some(Box::new(move || {
             if let Err(u) = slot.accept(parts) {

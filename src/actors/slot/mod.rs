@@ -49,7 +49,7 @@ mod dead;
 mod delivery;
 
 pub use crate::store::dead::{DeadLetter, DeadReason};
-pub(crate) use accept::{Accepting, Parts};
+pub(crate) use accept::{Accepting, OnAccept, Parts};
 pub use accept::{SendError, Sent, Undelivered, MAX_KEYS, MAX_KEY_LEN};
 pub use dead::NewDeadline;
 

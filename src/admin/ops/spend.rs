@@ -46,8 +46,8 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
             "output_tokens": t.output, "cost": t.cost, "calls": t.calls,
         });
         if by == "correlation" {
-            if let Some(c) = ledger.correlation(&name).filter(|c| !c.budget.is_empty()) {
-                row["budget"] = json!({"tokens": c.budget.tokens, "cost": c.budget.cost});
+            if let Some(b) = ledger.budget(&name) {
+                row["budget"] = json!({"tokens": b.tokens, "cost": b.cost});
             }
         }
         rows.push(row);
