@@ -216,9 +216,11 @@ impl Runtime {
         self.tree.durable.as_ref().map(|d| &d.store)
     }
 
-    /// Forgets expired idempotency keys of every agent; returns how many.
+    /// Forgets expired idempotency keys of every agent; returns how many. (And,
+    /// at most hourly, spend past its retention: see [`crate::spend`].)
     pub fn expire_keys(&self) -> usize {
         let now = crate::envelope::now_ms();
+        self.prune_spend(now);
         self.tree
             .registry
             .names()
@@ -226,6 +228,23 @@ impl Runtime {
             .filter_map(|n| self.tree.registry.get(n))
             .map(|s| s.expire_keys(now))
             .sum()
+    }
+
+    /// Forgets spend past its retention (at most hourly), in memory and in the
+    /// store.
+    fn prune_spend(&self, now: u64) {
+        let mut batch = crate::store::Batch::default();
+        let n = self.tree.registry.ledger.prune_if_due(now, &mut batch);
+        if n > 0 {
+            tracing::info!(records = n, "spend past its retention forgotten");
+            if let Some(store) = self.store() {
+                store.submit(batch, |r| {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "cannot remove old spend records; they go at the next start");
+                    }
+                });
+            }
+        }
     }
 
     /// Sends and waits for the agent's reply.

@@ -44,10 +44,20 @@ impl Remaining {
 #[derive(Default)]
 struct Books {
     correlations: HashMap<String, CorrelationSpend>,
-    budgets: HashMap<String, Budget>,
+    /// Budgets, and when each was set (ms).
+    budgets: HashMap<String, (Budget, u64)>,
     /// (agent, model) -> totals.
     agents: BTreeMap<(String, String), Totals>,
+    /// (hour, agent, model) -> totals in that hour.
+    hours: BTreeMap<(u64, String, String), Totals>,
 }
+
+/// Milliseconds in an hour (the grain of spend over a recent window).
+const HOUR_MS: u64 = 3_600_000;
+
+/// How long a task's spend and budget, and the hourly totals, are kept after
+/// their last change (agent and model totals are kept for good).
+pub const RETENTION_MS: u64 = 31 * 24 * HOUR_MS;
 
 /// Spend and budgets of the whole tree.
 #[derive(Default)]
@@ -56,6 +66,8 @@ pub struct Ledger {
     prices: RwLock<Prices>,
     /// Some correlation has a budget (else handling skips the budget check).
     budgets: std::sync::atomic::AtomicBool,
+    /// When [`Ledger::prune_if_due`] last pruned (ms).
+    pruned_at: std::sync::atomic::AtomicU64,
 }
 
 /// Held while a charged hand-off is queued for the store, so that records
@@ -73,6 +85,7 @@ impl Ledger {
             books: Mutex::default(),
             prices: RwLock::new(prices),
             budgets: Default::default(),
+            pruned_at: Default::default(),
         }
     }
 
@@ -93,9 +106,12 @@ impl Ledger {
                 SpendRecord::Correlation(c, s) => {
                     b.correlations.insert(c, s);
                 }
-                SpendRecord::Budget(c, budget) => {
+                SpendRecord::Budget(c, budget, at) => {
                     self.budgets.store(true, Ordering::Relaxed);
-                    b.budgets.insert(c, budget);
+                    b.budgets.insert(c, (budget, at));
+                }
+                SpendRecord::Hour(h, a, m, t) => {
+                    b.hours.insert((h, a, m), t);
                 }
                 SpendRecord::Agent(a, m, t) => {
                     b.agents.insert((a, m), t);
@@ -112,7 +128,7 @@ impl Ledger {
             return None;
         }
         let b = self.books();
-        let budget = b.budgets.get(correlation)?;
+        let (budget, _) = b.budgets.get(correlation)?;
         let spent = b
             .correlations
             .get(correlation)
@@ -139,7 +155,7 @@ impl Ledger {
             return None;
         }
         let b = self.books();
-        let budget = b.budgets.get(correlation)?;
+        let (budget, _) = b.budgets.get(correlation)?;
         let spent = b
             .correlations
             .get(correlation)
@@ -153,7 +169,7 @@ impl Ledger {
 
     /// `correlation`'s budget, if it has one.
     pub fn budget(&self, correlation: &str) -> Option<Budget> {
-        self.books().budgets.get(correlation).copied()
+        self.books().budgets.get(correlation).map(|(b, _)| *b)
     }
 
     /// Gives `correlation` a budget (replacing its limits of the kinds given;
@@ -171,13 +187,17 @@ impl Ledger {
             return false;
         }
         let mut b = self.books();
-        let cur = b.budgets.entry(correlation.to_string()).or_default();
+        let (cur, at) = b.budgets.entry(correlation.to_string()).or_default();
         if keep && !cur.is_empty() {
             return false;
         }
         cur.tokens = budget.tokens.or(cur.tokens);
         cur.cost = budget.cost.or(cur.cost);
-        batch.insert(spend::budget_key(correlation), spend::encode(&*cur));
+        *at = now_ms();
+        batch.insert(
+            spend::budget_key(correlation),
+            spend::encode_budget(cur, *at),
+        );
         self.budgets.store(true, Ordering::Relaxed);
         true
     }
@@ -215,6 +235,14 @@ impl Ledger {
             totals.add(&t);
             let rec = spend::encode(&*totals);
             batch.insert(spend::agent_key(agent, &model), rec);
+            let hour = now_ms() / HOUR_MS;
+            let totals = b
+                .hours
+                .entry((hour, agent.to_string(), model.clone()))
+                .or_default();
+            totals.add(&t);
+            let rec = spend::encode(&*totals);
+            batch.insert(spend::hour_key(hour, agent, &model), rec);
         }
         let c = b.correlations.entry(correlation.to_string()).or_default();
         c.spent.add(&in_all);
@@ -227,11 +255,20 @@ impl Ledger {
     }
 
     /// Totals by agent (`"agent"`), model (`"model"`) or correlation
-    /// (`"correlation"`); correlations only those that spent since `since_ms`.
+    /// (`"correlation"`), since `since_ms` (0: all kept): agent and model
+    /// totals of the hours that overlap the window, correlations that spent
+    /// within it (their whole spend).
     pub fn by(&self, by: &str, since_ms: u64) -> Vec<(String, Totals)> {
         let b = self.books();
         let mut out: BTreeMap<String, Totals> = BTreeMap::new();
         match by {
+            "model" | "agent" if since_ms > 0 => {
+                let from = since_ms / HOUR_MS;
+                for ((_, a, m), t) in b.hours.range((from, String::new(), String::new())..) {
+                    let name = if by == "model" { m } else { a };
+                    out.entry(name.clone()).or_default().add(t);
+                }
+            }
             "model" => {
                 for ((_, m), t) in &b.agents {
                     out.entry(m.clone()).or_default().add(t);
@@ -251,6 +288,65 @@ impl Ledger {
             }
         }
         out.into_iter().collect()
+    }
+
+    /// Forgets what is older than [`RETENTION_MS`] at `now_ms`: tasks (spend and
+    /// budget) unchanged since, and hourly totals; writes their removal into
+    /// `batch`. Returns how many records go.
+    pub fn prune(&self, now_ms: u64, batch: &mut Batch) -> usize {
+        let cutoff = now_ms.saturating_sub(RETENTION_MS);
+        let mut b = self.books();
+        let mut n = 0;
+        let old: Vec<String> = b
+            .correlations
+            .iter()
+            .filter(|(c, s)| {
+                s.at_ms < cutoff && b.budgets.get(*c).is_none_or(|(_, at)| *at < cutoff)
+            })
+            .map(|(c, _)| c.clone())
+            .chain(
+                b.budgets
+                    .iter()
+                    .filter(|(c, (_, at))| *at < cutoff && !b.correlations.contains_key(*c))
+                    .map(|(c, _)| c.clone()),
+            )
+            .collect();
+        for c in old {
+            if b.correlations.remove(&c).is_some() {
+                batch.remove(spend::correlation_key(&c));
+                n += 1;
+            }
+            if b.budgets.remove(&c).is_some() {
+                batch.remove(spend::budget_key(&c));
+                n += 1;
+            }
+        }
+        let first = cutoff / HOUR_MS;
+        let hours: Vec<(u64, String, String)> = b
+            .hours
+            .range(..(first, String::new(), String::new()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (h, a, m) in hours {
+            batch.remove(spend::hour_key(h, &a, &m));
+            b.hours.remove(&(h, a, m));
+            n += 1;
+        }
+        n
+    }
+
+    /// [`Ledger::prune`], at most once an hour.
+    pub fn prune_if_due(&self, now_ms: u64, batch: &mut Batch) -> usize {
+        let last = self.pruned_at.load(Ordering::Relaxed);
+        if now_ms < last.saturating_add(HOUR_MS)
+            || self
+                .pruned_at
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        self.prune(now_ms, batch)
     }
 
     /// Totals per (agent, model), for the metrics.
@@ -316,8 +412,18 @@ mod tests {
         let l2 = Ledger::default();
         l2.load(vec![
             SpendRecord::Correlation("job".into(), l.correlation("job").unwrap()),
-            SpendRecord::Budget("job".into(), budget),
+            SpendRecord::Budget("job".into(), budget, now_ms()),
         ]);
         assert!(l2.exhausted("job").is_some());
+        // a window of the last hour has it all; nothing is old enough to prune
+        assert_eq!(l.by("agent", now_ms() - 1)[0].1.tokens, 60);
+        let mut batch = Batch::default();
+        assert_eq!(l.prune(now_ms(), &mut batch), 0);
+        // a month and a day later, the task and the hours go; agent totals stay
+        let later = now_ms() + RETENTION_MS + 25 * HOUR_MS;
+        assert_eq!(l.prune(later, &mut batch), 4, "spend, budget, two hourly");
+        assert!(l.correlation("job").is_none() && l.budget("job").is_none());
+        assert_eq!(l.by("agent", 0).len(), 2);
+        assert!(l.by("agent", later - HOUR_MS).is_empty());
     }
 }

@@ -15,11 +15,14 @@
 //! - A message whose correlation spent its budget is not handled: it is
 //!   dead-lettered `budget_exhausted` (and `on_dead_letter` applies). A handling
 //!   may end past the budget by what that one handling spent; none starts after.
+//! - A task's spend and budget, and the hourly totals behind `ctl spend
+//!   --since`, are forgotten [`RETENTION_MS`] after their last change (at start,
+//!   then hourly); agent and model totals are kept.
 //! - In memory (and on `ctl spend`), a commit that the store then refuses is
 //!   counted already: spend may read high after a store failure, never low.
 
 mod ledger;
 mod prices;
 
-pub use ledger::{Ledger, Remaining, Usage};
+pub use ledger::{Ledger, Remaining, Usage, RETENTION_MS};
 pub use prices::{Price, Prices};

@@ -92,8 +92,11 @@ pub struct DaySpend {
 pub enum SpendRecord {
     /// `$ c correlation`.
     Correlation(String, CorrelationSpend),
-    /// `$ b correlation`.
-    Budget(String, Budget),
+    /// `$ b correlation`: the budget, and when it was set (ms).
+    Budget(String, Budget, u64),
+    /// `$ h hour \0 agent \0 model`: an agent's totals with a model in one
+    /// hour (hours since the epoch), for spend over a recent window.
+    Hour(u64, String, String, Totals),
     /// `$ a agent \0 model`.
     Agent(String, String, Totals),
     /// `$ l limiter`.
@@ -115,6 +118,35 @@ pub fn budget_key(c: &str) -> Vec<u8> {
     k.push(keys::SPEND);
     k.push(b'b');
     k.extend_from_slice(c.as_bytes());
+    k
+}
+
+/// A budget as stored: the limits and when they were set.
+#[derive(Serialize, Deserialize)]
+struct BudgetRecord {
+    #[serde(flatten)]
+    budget: Budget,
+    #[serde(default)]
+    at_ms: u64,
+}
+
+/// The value of a budget record.
+pub fn encode_budget(budget: &Budget, at_ms: u64) -> Vec<u8> {
+    encode(&BudgetRecord {
+        budget: *budget,
+        at_ms,
+    })
+}
+
+/// The key of `agent`'s totals with `model` in `hour`.
+pub fn hour_key(hour: u64, agent: &str, model: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12 + agent.len() + model.len());
+    k.push(keys::SPEND);
+    k.push(b'h');
+    k.extend_from_slice(&hour.to_be_bytes());
+    k.extend_from_slice(agent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(model.as_bytes());
     k
 }
 
@@ -170,8 +202,28 @@ pub fn decode(k: &[u8], v: &[u8]) -> Result<SpendRecord, String> {
             ))
         }
         Some(b'b') => {
-            let b = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
-            Ok(SpendRecord::Budget(text(&k[2..])?, b))
+            let b: BudgetRecord =
+                serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
+            Ok(SpendRecord::Budget(text(&k[2..])?, b.budget, b.at_ms))
+        }
+        Some(b'h') => {
+            let hour = k
+                .get(2..10)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or("no hour in an hourly spend key")?;
+            let rest = &k[10..];
+            let nul = rest
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or("no model in an hourly spend key")?;
+            let t = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
+            Ok(SpendRecord::Hour(
+                hour,
+                text(&rest[..nul])?,
+                text(&rest[nul + 1..])?,
+                t,
+            ))
         }
         Some(b'l') => {
             let d = serde_json::from_slice(v).map_err(|e| format!("bad spend record: {e}"))?;
@@ -202,9 +254,18 @@ mod tests {
             cost: None,
         };
         assert_eq!(
-            decode(&budget_key("job-1"), &encode(&b)).unwrap(),
-            SpendRecord::Budget("job-1".into(), b)
+            decode(&budget_key("job-1"), &encode_budget(&b, 5)).unwrap(),
+            SpendRecord::Budget("job-1".into(), b, 5)
         );
+        let t = Totals {
+            tokens: 3,
+            ..Totals::default()
+        };
+        assert_eq!(
+            decode(&hour_key(490_000, "a", "m"), &encode(&t)).unwrap(),
+            SpendRecord::Hour(490_000, "a".into(), "m".into(), t)
+        );
+        assert!(decode(b"$h\0\0", b"{}").is_err());
         let k = correlation_key("job-1");
         assert_eq!(
             decode(&k, &encode(&c)).unwrap(),

@@ -179,6 +179,23 @@ fn a_loop_of_two_llm_agents_stops_at_its_token_budget_across_a_sigkill() {
         (cost - (input as f64 + 2.0 * output as f64) / 1e6).abs() < 1e-9,
         "cost {cost} for {input} in, {output} out"
     );
+    // over the last hour: all of it (by the hour)
+    let r = c.req(json!({"op": "spend", "by": "agent", "since": "1h"}));
+    let windowed: u64 = r["result"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(windowed, agents_total, "{r}");
+    let out = sb.ctl(&["spend", "--by", "model"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("fake-1")
+            && text.contains(&format!("total: {agents_total} tokens")),
+        "{text}"
+    );
     // the metrics say the same
     let m = scrape_metrics(port);
     let metric = |agent: &str| -> u64 {

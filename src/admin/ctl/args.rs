@@ -63,8 +63,7 @@ pub(super) enum CtlCommand {
         /// Group by: agent, model or correlation.
         #[arg(long, default_value = "agent", value_parser = ["agent", "model", "correlation"])]
         by: String,
-        /// Only correlations that spent within this long (e.g. 1h); with --by
-        /// correlation.
+        /// Only spend within this long (e.g. 1h; by hour for agents and models).
         #[arg(long)]
         since: Option<String>,
     },

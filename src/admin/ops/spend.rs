@@ -14,7 +14,8 @@ use crate::admin::error::AdminError;
 pub(crate) struct Req {
     /// `agent` (the default), `model` or `correlation`.
     by: Option<String>,
-    /// Correlations that spent within this long (`"1h"`).
+    /// Only spend within this long (`"1h"`): agent and model totals of the
+    /// hours that overlap it, correlations that spent within it.
     since: Option<String>,
 }
 
@@ -26,11 +27,6 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
         )));
     }
     let since_ms = match r.since.as_deref() {
-        Some(d) if by != "correlation" => {
-            return Err(AdminError::bad_request(format!(
-                "since {d:?} goes with by \"correlation\" only: agent and model totals are kept since the store began"
-            )))
-        }
         Some(d) => crate::envelope::now_ms()
             .saturating_sub(duration("since", d)?.as_millis().min(u64::MAX as u128) as u64),
         None => 0,
@@ -52,7 +48,7 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
         }
         rows.push(row);
     }
-    Ok(json!({"by": by, "rows": rows, "total": {"tokens": tokens, "cost": cost}}))
+    Ok(json!({"by": by, "since": r.since, "rows": rows, "total": {"tokens": tokens, "cost": cost}}))
 }
 
 pub(super) fn render(r: &Value) -> String {
