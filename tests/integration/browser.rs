@@ -359,3 +359,43 @@ fn the_dashboard_renders_a_thousand_agents() {
         b.close().await.unwrap();
     });
 }
+
+/// Spend on the page: an agent's tokens, and a limiter whose daily budget is
+/// spent, saying when it resumes.
+#[test]
+fn the_dashboard_shows_spend_and_a_spent_daily_budget() {
+    let port = free_port();
+    let sb = Sandbox::new(&format!(
+        "{}limits = [\"daily\"]\n\n[limits.daily]\ntokens_per_day = 500\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:{port}\"\n",
+        crate::ports::config("")
+    ));
+    let d = sb.start_ready();
+    let token = token(&sb, &d);
+    let r = sb.conn().req(json!({"op": "call", "to": "worker",
+        "payload": {"usage": {"model": "m", "input_tokens": 400, "output_tokens": 200}}}));
+    assert_eq!(r["ok"], true, "{r}");
+    let driver = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let b = browser(&driver, profile.path()).await;
+        b.goto(&format!("http://127.0.0.1:{port}/#token={token}"))
+            .await
+            .unwrap();
+        until(&b, "the worker's spend", &format!("{} === '600'", cell("worker", "spend")), T).await;
+        let today = until(
+            &b,
+            "the limiter's day",
+            "(document.querySelector('#limits tr[data-limiter=\"daily\"] td.today') || {}).textContent",
+            T,
+        )
+        .await;
+        let today = today.as_str().unwrap();
+        assert!(
+            today.contains("600 / 500") && today.contains("spent; resumes in"),
+            "{today}"
+        );
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(screenshot_path("dashboard-spend.png"), png).unwrap();
+        b.close().await.unwrap();
+    });
+}
