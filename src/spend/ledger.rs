@@ -122,8 +122,8 @@ impl Ledger {
         }
     }
 
-    /// Why a message of `correlation` may not be handled: its budget is spent.
-    pub fn exhausted(&self, correlation: &str) -> Option<String> {
+    /// `correlation`'s budget and what it spent, if it has a budget.
+    fn budget_and_spent(&self, correlation: &str) -> Option<(Budget, Totals)> {
         if !self.budgets.load(Ordering::Relaxed) {
             return None;
         }
@@ -134,37 +134,37 @@ impl Ledger {
             .get(correlation)
             .map(|c| c.spent)
             .unwrap_or_default();
-        if let Some(max) = budget.tokens.filter(|m| spent.tokens >= *m) {
-            return Some(format!(
-                "correlation '{correlation}' spent {} tokens of its budget of {max}",
-                spent.tokens
-            ));
-        }
-        if let Some(max) = budget.cost.filter(|m| spent.cost >= *m) {
-            return Some(format!(
-                "correlation '{correlation}' spent {:.6} of its cost budget of {max}",
-                spent.cost
-            ));
-        }
-        None
+        Some((*budget, spent))
+    }
+
+    /// Why a message of `correlation` may not be handled: its budget is spent.
+    pub fn exhausted(&self, correlation: &str) -> Option<String> {
+        self.check(correlation).err()
     }
 
     /// What `correlation` may still spend, if it has a budget.
     pub fn remaining(&self, correlation: &str) -> Option<Remaining> {
-        if !self.budgets.load(Ordering::Relaxed) {
-            return None;
+        self.check(correlation).unwrap_or_else(|_| {
+            self.budget_and_spent(correlation).map(|(b, _)| Remaining {
+                tokens: b.tokens.map(|_| 0),
+                cost: b.cost.map(|_| 0.0),
+            })
+        })
+    }
+
+    /// Before a handling: `Err` (why) when the task's budget is spent, else
+    /// what it may still spend, if it has a budget (one look at the books).
+    pub fn check(&self, correlation: &str) -> Result<Option<Remaining>, String> {
+        let Some((budget, spent)) = self.budget_and_spent(correlation) else {
+            return Ok(None);
+        };
+        if let Some(why) = exhausted(correlation, &budget, &spent) {
+            return Err(why);
         }
-        let b = self.books();
-        let (budget, _) = b.budgets.get(correlation)?;
-        let spent = b
-            .correlations
-            .get(correlation)
-            .map(|c| c.spent)
-            .unwrap_or_default();
-        Some(Remaining {
+        Ok(Some(Remaining {
             tokens: budget.tokens.map(|m| m.saturating_sub(spent.tokens)),
             cost: budget.cost.map(|m| (m - spent.cost).max(0.0)),
-        })
+        }))
     }
 
     /// `correlation`'s budget, if it has one.
@@ -362,6 +362,23 @@ impl Ledger {
     pub fn correlation(&self, correlation: &str) -> Option<CorrelationSpend> {
         self.books().correlations.get(correlation).cloned()
     }
+}
+
+/// Why `correlation` may not spend more, if `spent` reached `budget`.
+fn exhausted(correlation: &str, budget: &Budget, spent: &Totals) -> Option<String> {
+    if let Some(max) = budget.tokens.filter(|m| spent.tokens >= *m) {
+        return Some(format!(
+            "correlation '{correlation}' spent {} tokens of its budget of {max}",
+            spent.tokens
+        ));
+    }
+    if let Some(max) = budget.cost.filter(|m| spent.cost >= *m) {
+        return Some(format!(
+            "correlation '{correlation}' spent {:.6} of its cost budget of {max}",
+            spent.cost
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

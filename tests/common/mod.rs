@@ -329,3 +329,11 @@ pub fn scrape_metrics(port: u16) -> String {
     let _ = s.read_to_string(&mut text);
     text
 }
+
+/// `agent`'s dead letters (`dlq_list`), oldest first.
+pub fn dead_letters(c: &mut Conn, agent: &str) -> Vec<serde_json::Value> {
+    c.req(serde_json::json!({"op": "dlq_list", "agent": agent}))["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}

@@ -108,6 +108,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Saves a screenshot of the page as `target/NAME` and ends the session.
+async fn screenshot_and_close(b: Client, name: &str) {
+    let png = b.screenshot().await.unwrap();
+    std::fs::write(screenshot_path(name), png).unwrap();
+    b.close().await.unwrap();
+}
+
 fn screenshot_path(name: &str) -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -262,9 +269,7 @@ fn the_dashboard_shows_the_tree_and_follows_restarts_and_dead_letters_live() {
             json!(42),
             "all of it without a reload"
         );
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(screenshot_path("dashboard.png"), png).unwrap();
-        b.close().await.unwrap();
+        screenshot_and_close(b, "dashboard.png").await;
     });
 }
 
@@ -354,9 +359,7 @@ fn the_dashboard_renders_a_thousand_agents() {
         .await;
         let longest = b.execute("return window.longest;", vec![]).await.unwrap();
         println!("dashboard with 1,000 agents: longest main-thread task while updating: {longest} ms");
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(screenshot_path("dashboard-1000.png"), png).unwrap();
-        b.close().await.unwrap();
+        screenshot_and_close(b, "dashboard-1000.png").await;
     });
 }
 
@@ -394,8 +397,6 @@ fn the_dashboard_shows_spend_and_a_spent_daily_budget() {
             today.contains("600 / 500") && today.contains("spent; resumes in"),
             "{today}"
         );
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(screenshot_path("dashboard-spend.png"), png).unwrap();
-        b.close().await.unwrap();
+        screenshot_and_close(b, "dashboard-spend.png").await;
     });
 }

@@ -69,10 +69,7 @@ fn tokens_of(c: &mut Conn, correlation: &str) -> u64 {
 }
 
 fn dead(c: &mut Conn, agent: &str) -> Vec<Value> {
-    c.req(json!({"op": "dlq_list", "agent": agent}))["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    crate::common::dead_letters(c, agent)
 }
 
 #[test]

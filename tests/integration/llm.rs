@@ -87,10 +87,7 @@ fn start(sb: &Sandbox, text: &str) -> crate::common::Daemon {
 }
 
 fn dead(c: &mut Conn, agent: &str) -> Vec<Value> {
-    c.req(json!({"op": "dlq_list", "agent": agent}))["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    crate::common::dead_letters(c, agent)
 }
 
 #[test]

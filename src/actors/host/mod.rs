@@ -252,12 +252,13 @@ async fn deliver(
         return Ok(Outcome::Failed);
     }
     // a task that spent its budget goes no further
-    let ledger = &st.registry.ledger;
-    if let Some(why) = ledger.exhausted(&env.correlation) {
-        slot.dead_letter(st.replica, me, DeadReason::BudgetExhausted, &why, false);
-        return Ok(Outcome::Failed);
-    }
-    let budget = ledger.remaining(&env.correlation);
+    let budget = match st.registry.ledger.check(&env.correlation) {
+        Ok(left) => left,
+        Err(why) => {
+            slot.dead_letter(st.replica, me, DeadReason::BudgetExhausted, &why, false);
+            return Ok(Outcome::Failed);
+        }
+    };
     // G8: a permit from every limiter first; waiting is not an attempt.
     let deadline = env
         .deadline_ms

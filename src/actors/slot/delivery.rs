@@ -410,12 +410,7 @@ impl AgentSlot {
         if !self.owns(replica, who) {
             return false; // a stale incarnation: its successor already took over
         }
-        if crate::telemetry::trace::enabled() {
-            let mut inner = self.lock();
-            if let Some(f) = &inner.in_flight[replica] {
-                inner.crashed_with = Some(f.env.clone());
-            }
-        }
+        self.note_crash_cause(replica);
         let in_flight = if counted {
             self.fail(replica, who, reason, true)
         } else {
@@ -445,11 +440,5 @@ impl AgentSlot {
         };
         wake(waker);
         in_flight
-    }
-
-    /// The message in flight when a replica last crashed (with trace export on),
-    /// once: its restart's `warden.restart` span joins that message's trace.
-    pub(crate) fn take_crash_cause(&self) -> Option<Arc<Envelope>> {
-        self.lock().crashed_with.take()
     }
 }

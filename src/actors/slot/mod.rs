@@ -45,6 +45,7 @@ use crate::store::{Batch, IdemMap, RecoveredAgent, Store};
 mod stats;
 pub use stats::AgentStats;
 mod accept;
+mod crash_cause;
 mod dead;
 mod delivery;
 
