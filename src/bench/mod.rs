@@ -11,6 +11,7 @@ mod fanout;
 mod llm;
 mod orchestrator;
 mod pingpong;
+mod pipeline;
 mod port;
 mod reload;
 mod restart;
@@ -33,6 +34,9 @@ pub enum Scenario {
     Fanout,
     /// Producers sending to one durable agent (crash and power modes).
     Durable,
+    /// Producers submitting tasks into a pipeline of 3 durable agents (crash
+    /// and power modes; `n` is seconds per configuration).
+    Pipeline,
     /// Messages pending when the daemon is SIGKILLed: time to resume.
     Resume,
     /// `send` over the admin socket from 1 and 16 clients.
@@ -119,6 +123,45 @@ pub struct BenchResult {
     /// Restart: polls per restart, the successful one included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polls_per_restart: Option<f64>,
+    /// Pipeline: submits acknowledged durable per second (in the window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_per_s: Option<f64>,
+    /// Pipeline: tasks whose last stage's commit became durable per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_per_s: Option<f64>,
+    /// Pipeline: submit start to the last stage's durable commit, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_p50_us: Option<f64>,
+    /// Pipeline: 99th percentile of that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_p99_us: Option<f64>,
+    /// Pipeline: the largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_max_us: Option<f64>,
+    /// Pipeline: submit start to its durable ack, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submit_p50_us: Option<f64>,
+    /// Pipeline: 99th percentile of that.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submit_p99_us: Option<f64>,
+    /// Pipeline: the largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submit_max_us: Option<f64>,
+    /// Pipeline: tasks still in a stage's mailbox at the end (read back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_at_end: Option<u64>,
+    /// Pipeline: ids found twice, or never submitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dup: Option<u64>,
+    /// Pipeline: the check passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+    /// Pipeline: every acknowledged submit, warm-up included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted: Option<u64>,
+    /// Pipeline: completion records in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
 }
 
 impl BenchResult {
@@ -169,9 +212,20 @@ impl BenchResult {
         add("msgs/flush", self.msgs_per_flush);
         add("first_handled_ms", self.first_handled_ms);
         add("all_handled_ms", self.all_handled_ms);
+        add("submitted/s", self.submitted_per_s);
+        add("completed/s", self.completed_per_s);
+        add("e2e_p50_us", self.e2e_p50_us);
+        add("e2e_p99_us", self.e2e_p99_us);
+        add("submit_p50_us", self.submit_p50_us);
+        add("submit_p99_us", self.submit_p99_us);
+        add("backlog_at_end", self.backlog_at_end.map(|b| b as f64));
         add("lost", self.lost.map(|l| l as f64));
+        add("dup", self.dup.map(|d| d as f64));
         if let Some(d) = self.durability {
             parts.push(format!("durability={d}"));
+        }
+        if let Some(ok) = self.ok {
+            parts.push(format!("ok={ok}"));
         }
         parts.join("  ")
     }
@@ -201,6 +255,7 @@ async fn run_scenario(scenario: Scenario, n: Option<u64>) -> Vec<BenchResult> {
         Scenario::SpawnSocket => vec![spawn::socket(n.unwrap_or(100_000)).await],
         Scenario::Fanout => fanout::run(n.unwrap_or(1_000), 1_000).await,
         Scenario::Durable => durable::run(n.unwrap_or(3)).await,
+        Scenario::Pipeline => pipeline::run(n.unwrap_or(3)).await,
         Scenario::Resume => resume::run(n.unwrap_or(100_000)).await,
         Scenario::Admin => admin::run(n.unwrap_or(3)).await,
         Scenario::Policies => pingpong::policies(n.unwrap_or(1_000_000)).await,
