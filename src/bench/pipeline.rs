@@ -141,7 +141,7 @@ async fn pipeline(dir: &std::path::Path, durability: Durability, seen: Arc<Seen>
     observer.mailbox_capacity = 50_000_000;
     root = root.child(ChildSpec::agent(observer));
     for (i, name) in STAGES.iter().enumerate() {
-        let mut a = AgentSpec::new(*name, &format!("bench_stage{}", i + 1));
+        let mut a = AgentSpec::new(*name, format!("bench_stage{}", i + 1));
         a.mailbox_capacity = 50_000_000;
         root = root.child(ChildSpec::agent(a));
     }
