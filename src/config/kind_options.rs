@@ -188,6 +188,7 @@ pub(super) fn check_llm(s: &Section) -> Result<(), ConfigError> {
     }
     s.int("max_tokens", 1, 1_000_000)?;
     s.bool("include_input")?;
+    s.bool("tell_budget")?;
     if let Some(v) = s.table.get("temperature") {
         let t = v.as_float().or(v.as_integer().map(|i| i as f64));
         if !t.is_some_and(|t| (0.0..=2.0).contains(&t)) {

@@ -25,6 +25,7 @@ system = "you are the {name}"
 to = ["{to}"]
 limits = ["model"]
 hop_budget = 100000
+tell_budget = true
 "#
         )
     };
@@ -153,6 +154,25 @@ fn a_loop_of_two_llm_agents_stops_at_its_token_budget_across_a_sigkill() {
         spent <= reported && reported <= spent + largest,
         "counted {spent}, reported {reported}"
     );
+    // the model was told what was left, and asked for no longer an answer
+    let told: Vec<(u64, u64)> = calls
+        .iter()
+        .map(|l| {
+            let note = l["body"]["messages"][1]["content"].as_str().unwrap_or("");
+            let left = note
+                .strip_prefix("This task's remaining budget: ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("the budget note after the system prompt: {l}"));
+            (left, l["body"]["max_tokens"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(told[0], (10_000, 1024), "the first call: the whole budget");
+    assert!(
+        told.iter().all(|(left, max)| *max == (*left).min(1024)),
+        "max_tokens never above what is left: {told:?}"
+    );
+    assert!(told.iter().any(|(_, max)| *max < 1024), "{told:?}");
     // nothing of the task is left to handle
     let stats = c.req(json!({"op": "stats"}))["result"]["agents"].clone();
     for a in ["writer", "critic"] {

@@ -21,6 +21,9 @@
 //!   408, 409, 5xx, connect errors and timeouts are retryable; content that is not
 //!   valid JSON in json mode is retryable (`invalid_output`). A success with
 //!   `x-ratelimit-remaining-requests: 0` pauses the limiters until the reset.
+//! - Budgets (docs/budgets.md): when the task has a token budget, `max_tokens` is
+//!   at most what is left of it, so one answer cannot run far past it; with
+//!   `tell_budget = true`, a system message tells the model what is left.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,7 @@ pub const OPTIONS: &[&str] = &[
     "max_tokens",
     "temperature",
     "include_input",
+    "tell_budget",
 ];
 
 /// `max_tokens` unless configured.
@@ -58,6 +62,7 @@ struct Llm {
     max_tokens: u64,
     temperature: Option<f64>,
     include_input: bool,
+    tell_budget: bool,
     to: Vec<String>,
 }
 
@@ -99,6 +104,7 @@ fn build(spec: &AgentSpec) -> Result<Llm, String> {
             .unwrap_or(DEFAULT_MAX_TOKENS),
         temperature: o.get("temperature").and_then(Value::as_f64),
         include_input: o.get("include_input").and_then(Value::as_bool) == Some(true),
+        tell_budget: o.get("tell_budget").and_then(Value::as_bool) == Some(true),
         to: super::to_list(spec),
     })
 }
@@ -110,6 +116,21 @@ pub(super) fn info() -> KindInfo {
         agent_lists: &[],
         build: Arc::new(|spec| Ok(Box::new(build(spec)?))),
     }
+}
+
+/// What a model is told of its task's budget (`tell_budget`).
+fn budget_note(b: &crate::spend::Remaining) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = b.tokens {
+        parts.push(format!("{t} tokens"));
+    }
+    if let Some(c) = b.cost {
+        parts.push(format!("{c:.4} in cost"));
+    }
+    format!(
+        "This task's remaining budget: {}. Keep your answer within it; when it runs out, the task stops.",
+        parts.join(" and ")
+    )
 }
 
 /// The messages for a payload (after the system prompt).
@@ -187,12 +208,21 @@ fn wait_of(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[async_trait::async_trait]
 impl Agent for Llm {
     async fn handle(&mut self, ctx: &mut Context) -> Result<(), AgentError> {
-        let msgs = messages(self.system.as_deref(), ctx.payload());
+        let mut msgs = messages(self.system.as_deref(), ctx.payload());
+        let budget = ctx.budget();
+        if let (true, Some(b)) = (self.tell_budget, budget) {
+            let at = usize::from(self.system.is_some());
+            msgs.insert(at, json!({"role": "system", "content": budget_note(&b)}));
+        }
+        // an answer may not be longer than what is left of the task's budget
+        let max_tokens = match budget.and_then(|b| b.tokens) {
+            Some(left) => self.max_tokens.min(left.max(1)),
+            None => self.max_tokens,
+        };
         let prompt_bytes: usize = msgs.iter().map(|m| m["content"].to_string().len()).sum();
-        ctx.take_tokens(prompt_bytes as u64 / 4 + self.max_tokens)
+        ctx.take_tokens(prompt_bytes as u64 / 4 + max_tokens)
             .await?;
-        let mut body =
-            json!({"model": self.model, "messages": msgs, "max_tokens": self.max_tokens});
+        let mut body = json!({"model": self.model, "messages": msgs, "max_tokens": max_tokens});
         if let Some(t) = self.temperature {
             body["temperature"] = json!(t);
         }
