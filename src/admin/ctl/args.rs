@@ -58,6 +58,18 @@ pub(super) enum CtlCommand {
         #[arg(long)]
         budget_cost: Option<f64>,
     },
+    /// A task's budget and spend; with --tokens or --cost, set or raise its
+    /// budget (then `dlq replay` its budget_exhausted dead letters).
+    Budget {
+        /// The task (its correlation).
+        correlation: String,
+        /// The token budget.
+        #[arg(long)]
+        tokens: Option<u64>,
+        /// The cost budget, in the [prices] currency.
+        #[arg(long)]
+        cost: Option<f64>,
+    },
     /// What agents spent: tokens and cost, by agent, model or correlation.
     Spend {
         /// Group by: agent, model or correlation.

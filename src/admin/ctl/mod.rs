@@ -102,6 +102,17 @@ fn execute(args: &CtlArgs) -> Result<(), Failure> {
                 "budget_tokens": budget_tokens, "budget_cost": budget_cost});
             ("send", strip_nulls(f), None)
         }
+        Budget {
+            correlation,
+            tokens,
+            cost,
+        } => (
+            "budget",
+            strip_nulls(
+                json!({"correlation": correlation, "budget_tokens": tokens, "budget_cost": cost}),
+            ),
+            None,
+        ),
         Spend { by, since } => {
             if let Some(d) = since {
                 duration_arg("since", d)?;

@@ -120,6 +120,7 @@ ops! {
     Reject = reject: "reject",
     Backup = backup: "backup",
     Spend = spend: "spend",
+    Budget = budget: "budget",
     Watch = watch: "watch",
     Shutdown = shutdown: "shutdown",
 }
