@@ -20,6 +20,7 @@ mod policies;
 mod ports;
 mod reload;
 mod store;
+mod store_spend;
 mod supervision;
 mod supervision_model;
 mod trace_calls;

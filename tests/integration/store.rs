@@ -49,7 +49,7 @@ async fn start(dir: &Path, capacity: usize, retention: Duration) -> Runtime {
 /// file lock past `drop`).
 /// sled releases its file lock a moment after the last handle is dropped, so an
 /// in-process reopen waits for it (up to 5 s), as `Store::open` does.
-fn raw_db(dir: &Path) -> sled::Db {
+pub(crate) fn raw_db(dir: &Path) -> sled::Db {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match sled::Config::new().path(dir).flush_every_ms(None).open() {
