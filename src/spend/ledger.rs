@@ -44,8 +44,6 @@ impl Remaining {
 #[derive(Default)]
 struct Books {
     correlations: HashMap<String, CorrelationSpend>,
-    /// Budgets, and when each was set (ms).
-    budgets: HashMap<String, (Budget, u64)>,
     /// (agent, model) -> totals.
     agents: BTreeMap<(String, String), Totals>,
     /// (hour, agent, model) -> totals in that hour.
@@ -64,8 +62,12 @@ pub const RETENTION_MS: u64 = 31 * 24 * HOUR_MS;
 pub struct Ledger {
     books: Mutex<Books>,
     prices: RwLock<Prices>,
+    /// Budgets, and when each was set (ms). A lock of its own, never held
+    /// while another is taken: an accept sets a budget under its agent's lock,
+    /// while a commit holds `books` and may take an agent's lock.
+    budgets: Mutex<HashMap<String, (Budget, u64)>>,
     /// Some correlation has a budget (else handling skips the budget check).
-    budgets: std::sync::atomic::AtomicBool,
+    any_budget: std::sync::atomic::AtomicBool,
     /// When [`Ledger::prune_if_due`] last pruned (ms).
     pruned_at: std::sync::atomic::AtomicU64,
 }
@@ -85,12 +87,17 @@ impl Ledger {
             books: Mutex::default(),
             prices: RwLock::new(prices),
             budgets: Default::default(),
+            any_budget: Default::default(),
             pruned_at: Default::default(),
         }
     }
 
     fn books(&self) -> MutexGuard<'_, Books> {
         self.books.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn budgets(&self) -> MutexGuard<'_, HashMap<String, (Budget, u64)>> {
+        self.budgets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Prices from now on (a config reload); spend already counted keeps its cost.
@@ -107,8 +114,8 @@ impl Ledger {
                     b.correlations.insert(c, s);
                 }
                 SpendRecord::Budget(c, budget, at) => {
-                    self.budgets.store(true, Ordering::Relaxed);
-                    b.budgets.insert(c, (budget, at));
+                    self.any_budget.store(true, Ordering::Relaxed);
+                    self.budgets().insert(c, (budget, at));
                 }
                 SpendRecord::Hour(h, a, m, t) => {
                     b.hours.insert((h, a, m), t);
@@ -124,17 +131,17 @@ impl Ledger {
 
     /// `correlation`'s budget and what it spent, if it has a budget.
     fn budget_and_spent(&self, correlation: &str) -> Option<(Budget, Totals)> {
-        if !self.budgets.load(Ordering::Relaxed) {
+        if !self.any_budget.load(Ordering::Relaxed) {
             return None;
         }
-        let b = self.books();
-        let (budget, _) = b.budgets.get(correlation)?;
-        let spent = b
+        let (budget, _) = *self.budgets().get(correlation)?;
+        let spent = self
+            .books()
             .correlations
             .get(correlation)
             .map(|c| c.spent)
             .unwrap_or_default();
-        Some((*budget, spent))
+        Some((budget, spent))
     }
 
     /// Why a message of `correlation` may not be handled: its budget is spent.
@@ -169,7 +176,7 @@ impl Ledger {
 
     /// `correlation`'s budget, if it has one.
     pub fn budget(&self, correlation: &str) -> Option<Budget> {
-        self.books().budgets.get(correlation).map(|(b, _)| *b)
+        self.budgets().get(correlation).map(|(b, _)| *b)
     }
 
     /// Gives `correlation` a budget (replacing its limits of the kinds given;
@@ -186,8 +193,8 @@ impl Ledger {
         if budget.is_empty() {
             return false;
         }
-        let mut b = self.books();
-        let (cur, at) = b.budgets.entry(correlation.to_string()).or_default();
+        let mut budgets = self.budgets();
+        let (cur, at) = budgets.entry(correlation.to_string()).or_default();
         if keep && !cur.is_empty() {
             return false;
         }
@@ -198,7 +205,7 @@ impl Ledger {
             spend::budget_key(correlation),
             spend::encode_budget(cur, *at),
         );
-        self.budgets.store(true, Ordering::Relaxed);
+        self.any_budget.store(true, Ordering::Relaxed);
         true
     }
 
@@ -296,16 +303,15 @@ impl Ledger {
     pub fn prune(&self, now_ms: u64, batch: &mut Batch) -> usize {
         let cutoff = now_ms.saturating_sub(RETENTION_MS);
         let mut b = self.books();
+        let mut budgets = self.budgets();
         let mut n = 0;
         let old: Vec<String> = b
             .correlations
             .iter()
-            .filter(|(c, s)| {
-                s.at_ms < cutoff && b.budgets.get(*c).is_none_or(|(_, at)| *at < cutoff)
-            })
+            .filter(|(c, s)| s.at_ms < cutoff && budgets.get(*c).is_none_or(|(_, at)| *at < cutoff))
             .map(|(c, _)| c.clone())
             .chain(
-                b.budgets
+                budgets
                     .iter()
                     .filter(|(c, (_, at))| *at < cutoff && !b.correlations.contains_key(*c))
                     .map(|(c, _)| c.clone()),
@@ -316,11 +322,12 @@ impl Ledger {
                 batch.remove(spend::correlation_key(&c));
                 n += 1;
             }
-            if b.budgets.remove(&c).is_some() {
+            if budgets.remove(&c).is_some() {
                 batch.remove(spend::budget_key(&c));
                 n += 1;
             }
         }
+        drop(budgets);
         let first = cutoff / HOUR_MS;
         let hours: Vec<(u64, String, String)> = b
             .hours
