@@ -251,14 +251,6 @@ async fn deliver(
         );
         return Ok(Outcome::Failed);
     }
-    // a task that spent its budget goes no further
-    let budget = match st.registry.ledger.check(&env.correlation) {
-        Ok(left) => left,
-        Err(why) => {
-            slot.dead_letter(st.replica, me, DeadReason::BudgetExhausted, &why, false);
-            return Ok(Outcome::Failed);
-        }
-    };
     // G8: a permit from every limiter first; waiting is not an attempt.
     let deadline = env
         .deadline_ms
@@ -297,6 +289,15 @@ async fn deliver(
             attributes,
         );
     }
+    // a task that spent its budget goes no further (checked after the permits:
+    // its other messages may have spent it meanwhile)
+    let budget = match st.registry.ledger.check(&env.correlation) {
+        Ok(left) => left,
+        Err(why) => {
+            slot.dead_letter(st.replica, me, DeadReason::BudgetExhausted, &why, false);
+            return Ok(Outcome::Failed);
+        }
+    };
     if let Some(store) = slot.store() {
         // G4: the attempt is durable before it starts, so a message that kills the
         // whole daemon is still counted. Under a backlog the marker was already
