@@ -79,6 +79,9 @@ async fn run(
                 let opts = SendOptions {
                     key: Some(rec.enqueue_key()),
                     correlation: rec.correlation.clone(),
+                    deadline: rec.deadline_ms.map(Duration::from_millis),
+                    traceparent: rec.traceparent.clone(),
+                    budget: rec.budget,
                     ..Default::default()
                 };
                 match registry.send(&rec.to, rec.payload.clone(), opts).await {
@@ -117,8 +120,7 @@ impl Runtime {
         to: &str,
         payload: Value,
         delay: Duration,
-        key: Option<String>,
-        correlation: Option<String>,
+        opts: SendOptions,
     ) -> Result<DelayedRecord, Undelivered> {
         if self.tree.registry.get(to).is_none() {
             return Err(Undelivered {
@@ -137,8 +139,13 @@ impl Runtime {
             due_ms: crate::clock::ms_after(delay),
             to: to.to_string(),
             payload,
-            key,
-            correlation,
+            key: opts.key,
+            correlation: opts.correlation,
+            deadline_ms: opts
+                .deadline
+                .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+            traceparent: opts.traceparent,
+            budget: opts.budget,
         };
         let mut b = Batch::default();
         delayed::put(&mut b, &rec);

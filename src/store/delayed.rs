@@ -28,6 +28,15 @@ pub struct DelayedRecord {
     /// The sender's correlation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation: Option<String>,
+    /// The correlation's deadline, counted from the enqueue (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// The sender's W3C trace context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The task's budget, given at the enqueue.
+    #[serde(default, skip_serializing_if = "super::spend::Budget::is_empty")]
+    pub budget: super::spend::Budget,
 }
 
 impl DelayedRecord {

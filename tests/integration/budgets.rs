@@ -318,8 +318,8 @@ fn ports_see_the_budget_left_and_report_usage() {
         (json!({"budget_tokens": 0}), "budget_tokens is 0"),
         (json!({"budget_cost": -1.0}), "budget_cost is -1"),
         (
-            json!({"budget_tokens": 5, "delay": "1s"}),
-            "delay does not go together",
+            json!({"budget_tokens": 5, "delay": "1s", "budget_cost": 0.0}),
+            "budget_cost is 0",
         ),
     ] {
         let mut req = json!({"op": "send", "to": "worker", "payload": {}});
@@ -333,6 +333,44 @@ fn ports_see_the_budget_left_and_report_usage() {
             "{says}: {r}"
         );
     }
+    // a delayed send's budget is the task's once it is enqueued
+    let r = c.req(
+        json!({"op": "send", "to": "worker", "correlation": "t3", "delay": "100ms",
+        "budget_tokens": 50, "payload": {"usage": usage}}),
+    );
+    assert!(r["result"]["delayed"].is_u64(), "{r}");
+    wait_until_blocking("the delayed task handled", T, || {
+        c.req(json!({"op": "budget", "correlation": "t3"}))["result"]["spent"]["tokens"] == 400
+    });
+    let r = c.req(json!({"op": "budget", "correlation": "t3"}));
+    assert_eq!(
+        r["result"]["budget"],
+        json!({"tokens": 50, "cost": null}),
+        "{r}"
+    );
+    // and its deadline counts from the enqueue (the agent is stopped, so it waits)
+    let out = sb.ctl(&["stop", "worker"]);
+    assert!(out.status.success());
+    let r = c.req(
+        json!({"op": "send", "to": "worker", "correlation": "t4", "delay": "300ms",
+        "deadline": "1h", "payload": {}}),
+    );
+    assert!(r["result"]["delayed"].is_u64(), "{r}");
+    let mut queued = Value::Null;
+    wait_until_blocking("enqueued when due", T, || {
+        queued =
+            c.req(json!({"op": "mailbox", "agent": "worker"}))["result"]["messages"][0].clone();
+        !queued.is_null()
+    });
+    let (deadline, enqueued) = (
+        queued["deadline_ms"].as_u64().unwrap(),
+        queued["enqueued_ms"].as_u64().unwrap(),
+    );
+    assert_eq!(queued["correlation"], "t4", "{queued}");
+    assert!(
+        deadline >= enqueued + 3_600_000 - 100 && deadline <= enqueued + 3_600_000 + 100,
+        "an hour from the enqueue: {queued}"
+    );
     let r = c.req(json!({"op": "spend", "by": "team"}));
     assert!(
         r["error"]["message"].as_str().unwrap().contains("group by"),

@@ -33,23 +33,7 @@ pub(crate) struct Req {
 }
 
 pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
-    if let Some(d) = r.delay.as_deref() {
-        let delay = duration("delay", d)?;
-        if r.deadline.is_some()
-            || r.traceparent.is_some()
-            || r.budget_tokens.is_some()
-            || r.budget_cost.is_some()
-        {
-            return Err(AdminError::bad_request(
-                "delay does not go together with deadline, traceparent or a budget yet: a delayed send has none",
-            ));
-        }
-        let rec = ctx
-            .runtime
-            .send_delayed(&r.to, r.payload, delay, r.key, r.correlation)
-            .await?;
-        return Ok(json!({"delayed": rec.id, "due_ms": rec.due_ms, "to": rec.to}));
-    }
+    let delay = r.delay.as_deref().map(|d| duration("delay", d)).transpose()?;
     let opts = SendOptions {
         correlation: r.correlation,
         key: r.key,
@@ -62,6 +46,14 @@ pub(super) async fn apply(r: Req, ctx: &AdminCtx) -> Result<Value, AdminError> {
         traceparent: r.traceparent.as_deref().map(traceparent).transpose()?,
         budget: budget(r.budget_tokens, r.budget_cost)?,
     };
+    if let Some(delay) = delay {
+        // the deadline and the budget start when it is enqueued
+        let rec = ctx
+            .runtime
+            .send_delayed(&r.to, r.payload, delay, opts)
+            .await?;
+        return Ok(json!({"delayed": rec.id, "due_ms": rec.due_ms, "to": rec.to}));
+    }
     let sent = ctx.runtime.send_with(&r.to, r.payload, opts).await?;
     Ok(json!({"message_id": sent.message_id.to_string(), "duplicate": sent.duplicate}))
 }
