@@ -44,10 +44,13 @@ impl Remaining {
 #[derive(Default)]
 struct Books {
     correlations: HashMap<String, CorrelationSpend>,
-    /// (agent, model) -> totals.
+    /// (agent, model) -> all-time totals: `folded` plus every kept hour.
     agents: BTreeMap<(String, String), Totals>,
-    /// (hour, agent, model) -> totals in that hour.
+    /// (hour, agent, model) -> totals in that hour (written with each charge).
     hours: BTreeMap<(u64, String, String), Totals>,
+    /// (agent, model) -> the totals of the hours already pruned (written only
+    /// when hours are pruned: a charge writes one record per model, not two).
+    folded: BTreeMap<(String, String), Totals>,
 }
 
 /// Milliseconds in an hour (the grain of spend over a recent window).
@@ -118,10 +121,12 @@ impl Ledger {
                     self.budgets().insert(c, (budget, at));
                 }
                 SpendRecord::Hour(h, a, m, t) => {
+                    b.agents.entry((a.clone(), m.clone())).or_default().add(&t);
                     b.hours.insert((h, a, m), t);
                 }
                 SpendRecord::Agent(a, m, t) => {
-                    b.agents.insert((a, m), t);
+                    b.agents.entry((a.clone(), m.clone())).or_default().add(&t);
+                    b.folded.insert((a, m), t);
                 }
                 // the limiters' own (see `Limiter::restore_day`)
                 SpendRecord::Limiter(..) => {}
@@ -235,13 +240,10 @@ impl Ledger {
                 calls: 1,
             };
             in_all.add(&t);
-            let totals = b
-                .agents
+            b.agents
                 .entry((agent.to_string(), model.clone()))
-                .or_default();
-            totals.add(&t);
-            let rec = spend::encode(&*totals);
-            batch.insert(spend::agent_key(agent, &model), rec);
+                .or_default()
+                .add(&t);
             let hour = now_ms() / HOUR_MS;
             let totals = b
                 .hours
@@ -336,7 +338,13 @@ impl Ledger {
             .collect();
         for (h, a, m) in hours {
             batch.remove(spend::hour_key(h, &a, &m));
-            b.hours.remove(&(h, a, m));
+            if let Some(t) = b.hours.remove(&(h, a.clone(), m.clone())) {
+                // the all-time totals keep what the hour held
+                let folded = b.folded.entry((a.clone(), m.clone())).or_default();
+                folded.add(&t);
+                let rec = spend::encode(&*folded);
+                batch.insert(spend::agent_key(&a, &m), rec);
+            }
             n += 1;
         }
         n

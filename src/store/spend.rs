@@ -6,7 +6,8 @@
 //! - `$ b correlation`: a correlation's budget (written with the accept of the
 //!   message that set it; apart from the totals, so the two never race).
 //! - `$ a agent \0 model`: an agent's totals with one model (`""` when the
-//!   agent reported tokens without a model).
+//!   agent reported tokens without a model) over the hours already pruned;
+//!   its all-time totals are that plus its kept hours.
 //! - `$ l limiter`: what a limiter's sharers spent today (for its
 //!   `tokens_per_day`, `cost_per_day`).
 //!
