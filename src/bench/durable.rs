@@ -104,6 +104,16 @@ pub(super) fn payload() -> Value {
 }
 
 pub(super) async fn run(secs: u64) -> Vec<BenchResult> {
+    each_config(secs, one).await
+}
+
+/// Runs `one` for crash and power durability with 1, 8 and 64 producers,
+/// `secs` seconds each (the durable-path benches' configurations).
+pub(super) async fn each_config<F, Fut>(secs: u64, one: F) -> Vec<BenchResult>
+where
+    F: Fn(Durability, usize, Duration) -> Fut,
+    Fut: std::future::Future<Output = BenchResult>,
+{
     let mut out = Vec::new();
     for durability in [Durability::Crash, Durability::Power] {
         for producers in [1usize, 8, 64] {

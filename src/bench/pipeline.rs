@@ -160,13 +160,7 @@ async fn pipeline(dir: &std::path::Path, durability: Durability, seen: Arc<Seen>
 }
 
 pub(super) async fn run(secs: u64) -> Vec<BenchResult> {
-    let mut out = Vec::new();
-    for durability in [Durability::Crash, Durability::Power] {
-        for producers in [1usize, 8, 64] {
-            out.push(one(durability, producers, Duration::from_secs(secs)).await);
-        }
-    }
-    out
+    super::durable::each_config(secs, one).await
 }
 
 async fn one(durability: Durability, producers: usize, window: Duration) -> BenchResult {
