@@ -49,8 +49,8 @@ fn spend_mode() -> Option<&'static str> {
     )
 }
 
-/// A runtime with one durable no-op agent `sinkhole` on a fresh store in `dir`.
-pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> Runtime {
+/// A fresh store in `dir` as a tree's durable mailboxes.
+pub(super) fn durable_store(dir: &std::path::Path, durability: Durability) -> Durable {
     let (store, recovered) = Store::open(
         dir,
         StoreOptions {
@@ -59,16 +59,21 @@ pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> R
         },
     )
     .expect("bench store opens");
+    Durable {
+        store,
+        recovered: Mutex::new(recovered),
+        retention: Duration::from_secs(3600),
+    }
+}
+
+/// A runtime with one durable no-op agent `sinkhole` on a fresh store in `dir`.
+pub(super) async fn sinkhole(dir: &std::path::Path, durability: Durability) -> Runtime {
+    let durable = durable_store(dir, durability);
     let mut kinds = Kinds::builtin();
     kinds.register_fn("bench_nop", |_| Ok(Box::new(Nop)));
     let mut a = AgentSpec::new("sinkhole", "bench_nop");
     a.mailbox_capacity = 50_000_000;
     let tree = SupervisorSpec::new("root").child(ChildSpec::agent(a));
-    let durable = Durable {
-        store,
-        recovered: Mutex::new(recovered),
-        retention: Duration::from_secs(3600),
-    };
     let mut prices = crate::spend::Prices::new();
     prices.insert(
         "bench-model".into(),

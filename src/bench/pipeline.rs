@@ -38,7 +38,6 @@ use crate::actors::agent::{Agent, AgentError, Context};
 use crate::actors::{AgentSpec, Kinds, MailboxKind, Registry, SendOptions};
 use crate::config::Durability;
 use crate::store::{Store, StoreOptions};
-use crate::supervision::tree::Durable;
 use crate::supervision::{ChildSpec, SupervisorSpec};
 use crate::Runtime;
 
@@ -120,14 +119,7 @@ impl Agent for Observer {
 }
 
 async fn pipeline(dir: &std::path::Path, durability: Durability, seen: Arc<Seen>) -> Runtime {
-    let (store, recovered) = Store::open(
-        dir,
-        StoreOptions {
-            durability,
-            ..StoreOptions::default()
-        },
-    )
-    .expect("bench store opens");
+    let durable = super::durable::durable_store(dir, durability);
     let mut kinds = Kinds::builtin();
     kinds.register_fn("bench_stage1", |_| Ok(Box::new(Stage("stage2"))));
     kinds.register_fn("bench_stage2", |_| Ok(Box::new(Stage("stage3"))));
@@ -145,11 +137,6 @@ async fn pipeline(dir: &std::path::Path, durability: Durability, seen: Arc<Seen>
         a.mailbox_capacity = 50_000_000;
         root = root.child(ChildSpec::agent(a));
     }
-    let durable = Durable {
-        store,
-        recovered: Mutex::new(recovered),
-        retention: Duration::from_secs(3600),
-    };
     let options = crate::runtime::Options {
         durable: Some(durable),
         ..Default::default()
